@@ -1,0 +1,173 @@
+//! Test-only implementations of the `cllm::sync::Platform` seam: `Loom` and `Shuttle`.
+//! Owns the newtypes that satisfy the orphan rule and the model-checker settings.
+//! Must never be used by production code (this directory is not part of the library).
+#![allow(dead_code)]
+
+use cllm::sync::{AtomicFlag, AtomicWord, Join, Ordering, Platform, Std, SyncCell, WaitCell};
+
+/// Implements the seam for one model checker whose API mirrors std's
+/// (`$krate::sync::{atomic, Mutex, Condvar}`, `$krate::thread`).
+macro_rules! checker_platform {
+    ($platform:ident, $krate:ident, $usize:ident, $bool:ident, $wait:ident, $join:ident, cell = $cell:ty) => {
+        /// Model-checked platform.
+        pub struct $platform;
+        /// Atomic word newtype (orphan rule).
+        pub struct $usize($krate::sync::atomic::AtomicUsize);
+        /// Atomic flag newtype (orphan rule).
+        pub struct $bool($krate::sync::atomic::AtomicBool);
+        /// Mutex + condvar.
+        pub struct $wait {
+            lock: $krate::sync::Mutex<()>,
+            cond: $krate::sync::Condvar,
+        }
+        /// Join handle newtype.
+        pub struct $join<T>($krate::thread::JoinHandle<T>);
+
+        impl AtomicWord for $usize {
+            fn new(v: usize) -> Self {
+                $usize($krate::sync::atomic::AtomicUsize::new(v))
+            }
+            fn load(&self, o: Ordering) -> usize {
+                self.0.load(o)
+            }
+            fn store(&self, v: usize, o: Ordering) {
+                self.0.store(v, o)
+            }
+            fn fetch_add(&self, v: usize, o: Ordering) -> usize {
+                self.0.fetch_add(v, o)
+            }
+            fn fetch_sub(&self, v: usize, o: Ordering) -> usize {
+                self.0.fetch_sub(v, o)
+            }
+            fn fetch_or(&self, v: usize, o: Ordering) -> usize {
+                self.0.fetch_or(v, o)
+            }
+            fn compare_exchange(&self, c: usize, n: usize, s: Ordering, f: Ordering) -> Result<usize, usize> {
+                self.0.compare_exchange(c, n, s, f)
+            }
+            fn compare_exchange_weak(&self, c: usize, n: usize, s: Ordering, f: Ordering) -> Result<usize, usize> {
+                self.0.compare_exchange_weak(c, n, s, f)
+            }
+        }
+
+        impl AtomicFlag for $bool {
+            fn new(v: bool) -> Self {
+                $bool($krate::sync::atomic::AtomicBool::new(v))
+            }
+            fn load(&self, o: Ordering) -> bool {
+                self.0.load(o)
+            }
+            fn store(&self, v: bool, o: Ordering) {
+                self.0.store(v, o)
+            }
+            fn swap(&self, v: bool, o: Ordering) -> bool {
+                self.0.swap(v, o)
+            }
+        }
+
+        impl WaitCell for $wait {
+            fn new() -> Self {
+                $wait {
+                    lock: $krate::sync::Mutex::new(()),
+                    cond: $krate::sync::Condvar::new(),
+                }
+            }
+            fn wait_until(&self, ready: &mut dyn FnMut() -> bool) {
+                let mut guard = self.lock.lock().unwrap();
+                while !ready() {
+                    guard = self.cond.wait(guard).unwrap();
+                }
+            }
+            fn notify_all(&self) {
+                let _guard = self.lock.lock().unwrap();
+                self.cond.notify_all();
+            }
+        }
+
+        impl<T> Join<T> for $join<T> {
+            fn join(self) -> std::thread::Result<T> {
+                self.0.join()
+            }
+        }
+
+        impl Platform for $platform {
+            type AtomicUsize = $usize;
+            type AtomicBool = $bool;
+            type Cell<T> = $cell;
+            type WaitCell = $wait;
+            type JoinHandle<T: Send + 'static> = $join<T>;
+            const SPIN_LIMIT: u32 = 0;
+            fn fence(o: Ordering) {
+                $krate::sync::atomic::fence(o)
+            }
+            fn spin_loop() {
+                $krate::thread::yield_now()
+            }
+            fn yield_now() {
+                $krate::thread::yield_now()
+            }
+            fn spawn<F, T>(_name: &str, f: F) -> std::io::Result<Self::JoinHandle<T>>
+            where
+                F: FnOnce() -> T + Send + 'static,
+                T: Send + 'static,
+            {
+                Ok($join($krate::thread::spawn(f)))
+            }
+        }
+    };
+}
+
+/// loom's tracked `UnsafeCell`.
+pub struct LoomCell<T>(loom::cell::UnsafeCell<T>);
+
+impl<T> SyncCell<T> for LoomCell<T> {
+    fn new(value: T) -> Self {
+        LoomCell(loom::cell::UnsafeCell::new(value))
+    }
+    fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        self.0.with(f)
+    }
+    fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        self.0.with_mut(f)
+    }
+}
+
+checker_platform!(Loom, loom, LoomUsize, LoomBool, LoomWait, LoomJoin, cell = LoomCell<T>);
+// shuttle has no tracked cell; std's plain cell is enough (shuttle finds lost items
+// and lost wake-ups, loom finds data races).
+checker_platform!(Shuttle, shuttle, ShuttleUsize, ShuttleBool, ShuttleWait, ShuttleJoin, cell = <Std as Platform>::Cell<T>);
+
+/// Run `f` under loom, exhaustively within a preemption bound (default 2;
+/// `LOOM_MAX_PREEMPTIONS` overrides it when set and non-empty).
+pub fn loom_model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(
+        std::env::var("LOOM_MAX_PREEMPTIONS")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2),
+    );
+    builder.check(f);
+}
+
+/// Iterations per shuttle scheduler (`CLLM_SHUTTLE_ITERS` overrides; default 1000).
+pub fn shuttle_iterations() -> usize {
+    std::env::var("CLLM_SHUTTLE_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Run `f` under shuttle's random scheduler and then its PCT scheduler, with a stack
+/// large enough for real code; a failure prints the schedule to replay it.
+pub fn shuttle_check<F: Fn() + Send + Sync + 'static>(f: F) {
+    use shuttle::scheduler::{PctScheduler, RandomScheduler};
+    let f = std::sync::Arc::new(f);
+    let iterations = shuttle_iterations();
+    let mut config = shuttle::Config::new();
+    config.stack_size = 1 << 20;
+    let g = std::sync::Arc::clone(&f);
+    shuttle::Runner::new(RandomScheduler::new(iterations), config.clone()).run(move || g());
+    shuttle::Runner::new(PctScheduler::new(3, iterations), config).run(move || f());
+}
