@@ -8,6 +8,8 @@
 //! * `model`, `data`, `train`: the GPT-2 model, its data path and the trainer (later
 //!   issues), which know nothing of atomics.
 
+pub mod data;
+pub mod model;
 pub mod queue;
 pub mod segments;
 pub mod sync;

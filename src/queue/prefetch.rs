@@ -87,6 +87,21 @@ pub struct Producer<T, E, P: Platform = Std> {
 }
 
 /// The consumer's end, owning the background producer thread (see the module doc).
+///
+/// ```
+/// use cllm::queue::{PrefetchError, PrefetchQueue};
+/// let batches = PrefetchQueue::<u32, String>::spawn(4, |tx| {
+///     for i in 0..3 {
+///         if tx.send(i).is_err() {
+///             return Ok(()); // the consumer went away
+///         }
+///     }
+///     Err("disk on fire".to_owned())
+/// })
+/// .unwrap();
+/// let got: Vec<_> = batches.collect();
+/// assert!(matches!(got[..], [Ok(0), Ok(1), Ok(2), Err(PrefetchError::Producer(_))]));
+/// ```
 pub struct PrefetchQueue<T, E, P: Platform = Std> {
     shared: Arc<Shared<T, E, P>>,
     head: usize,

@@ -64,6 +64,22 @@ struct Slot<T, P: Platform> {
 }
 
 /// Bounded lock-free multi-producer multi-consumer queue (see the module doc).
+///
+/// ```
+/// use cllm::queue::WorkQueue;
+/// let queue: WorkQueue<u32> = WorkQueue::with_capacity(2);
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         for i in 0..10 {
+///             queue.push(i).unwrap(); // blocks while full
+///         }
+///         queue.close(); // epoch done: poppers drain, then see end of stream
+///     });
+///     let got: Vec<u32> = std::iter::from_fn(|| queue.pop()).collect();
+///     assert_eq!(got, (0..10).collect::<Vec<_>>());
+/// });
+/// assert_eq!((queue.pushed(), queue.popped()), (10, 10));
+/// ```
 pub struct WorkQueue<T, P: Platform = Std> {
     head: CachePadded<P::AtomicUsize>,
     tail: CachePadded<P::AtomicUsize>,
@@ -151,8 +167,7 @@ impl<T, P: Platform> WorkQueue<T, P> {
                     Ok(_) => {
                         // SAFETY: the CAS made this thread the only owner of the slot
                         // until it stores the new stamp below.
-                        slot.value
-                            .with_mut(|cell| unsafe { (*cell).write(value) });
+                        slot.value.with_mut(|cell| unsafe { (*cell).write(value) });
                         // Release: publishes the value to the popper's Acquire stamp load.
                         slot.stamp.store(tail + 1, Ordering::Release);
                         self.not_empty.notify();
@@ -193,7 +208,9 @@ impl<T, P: Platform> WorkQueue<T, P> {
                     Ok(_) => {
                         // SAFETY: the CAS made this thread the only owner of the slot, and
                         // the stamp (Acquire above) says the pusher finished writing it.
-                        let value = slot.value.with(|cell| unsafe { (*cell).assume_init_read() });
+                        let value = slot
+                            .value
+                            .with(|cell| unsafe { (*cell).assume_init_read() });
                         // Release: hands the empty slot to the next lap's pusher.
                         slot.stamp
                             .store(head.wrapping_add(self.one_lap), Ordering::Release);
@@ -322,7 +339,9 @@ impl<T, P: Platform> WorkQueue<T, P> {
         if tail & self.mark_bit != 0 {
             return true;
         }
-        let stamp = self.slots[tail & (self.mark_bit - 1)].stamp.load(Ordering::Acquire);
+        let stamp = self.slots[tail & (self.mark_bit - 1)]
+            .stamp
+            .load(Ordering::Acquire);
         stamp.wrapping_add(self.one_lap) != tail + 1
     }
 
@@ -330,7 +349,9 @@ impl<T, P: Platform> WorkQueue<T, P> {
     /// our view was stale. False only while the head slot is unwritten and open.
     fn pop_may_proceed(&self) -> bool {
         let head = self.head.load(Ordering::SeqCst);
-        let stamp = self.slots[head & (self.mark_bit - 1)].stamp.load(Ordering::Acquire);
+        let stamp = self.slots[head & (self.mark_bit - 1)]
+            .stamp
+            .load(Ordering::Acquire);
         if stamp != head {
             return true;
         }

@@ -17,8 +17,8 @@
 //!   reduced makes `claim` wait; a slot claimed by someone else is an error.
 //! * publish: stamp `3g + 2`, then `published += 1` (Release: the writes reach any
 //!   reducer that observes the final count).
-//! * reduce_part(p): CAS the part's generation `g -> g + 1` (a part is reduced once per
-//!   step), wait until `published >= (g + 1) * n_slots` (Acquire), sum the slots over
+//! * reduce_part(g, p): the part's generation must be `g`; CAS it `g -> g + 1` (a part
+//!   is reduced exactly once per step; a second call is an error, not a wait), wait until `published >= (g + 1) * n_slots` (Acquire), sum the slots over
 //!   the part's range in the fixed order of [`reduce::pairwise_sum_into`], then
 //!   `reduced += 1` (AcqRel). The reducer that brings `reduced` to `(g + 1) * n_parts`
 //!   frees every slot for step `g + 1` (stamp `3(g + 1)`, Release) and wakes claimers.
@@ -60,11 +60,24 @@ pub enum SegmentsError {
         /// The step it is claimed in.
         step: usize,
     },
-    /// Another thread is reducing this part right now.
-    #[error("part {part} is already being reduced")]
+    /// Another thread is reducing this part in this step right now.
+    #[error("part {part} is already being reduced in step {step}")]
     PartTaken {
         /// The part.
         part: usize,
+        /// The step asked for.
+        step: usize,
+    },
+    /// The part's next reduction is for another step (already reduced in `step`, or
+    /// an earlier step is not reduced yet).
+    #[error("part {part} cannot be reduced for step {step}: its next step is {next}")]
+    PartNotDue {
+        /// The part.
+        part: usize,
+        /// The step asked for.
+        step: usize,
+        /// The step this part will reduce next.
+        next: usize,
     },
     /// The output buffer does not match the part's length.
     #[error("output has {got} floats, part {part} has {want}")]
@@ -87,6 +100,21 @@ struct Slot<P: Platform> {
 }
 
 /// The step's gradient slots and their reduction protocol (see the module doc).
+///
+/// ```
+/// use cllm::segments::GradientSegments;
+/// let seg: GradientSegments = GradientSegments::new(3, 4, 2).unwrap();
+/// for step in 0..2 {
+///     for slot in 0..3 {
+///         let mut w = seg.claim(slot).unwrap(); // waits until last step's reduction is done
+///         w.write(|g| g.fill(slot as f32 + step as f32));
+///         w.publish();
+///     }
+///     let mut total = vec![0.0; 4];
+///     seg.reduce_all(step, &mut total).unwrap(); // (s0 + (s1 + s2)), per element
+///     assert_eq!(total, vec![3.0 + 3.0 * step as f32; 4]);
+/// }
+/// ```
 pub struct GradientSegments<P: Platform = Std> {
     len: usize,
     slots: Box<[Slot<P>]>,
@@ -208,16 +236,24 @@ impl<P: Platform> GradientSegments<P> {
         }
     }
 
-    /// Reduce part `part` of the current step into `out` (length of the part's range),
+    /// Reduce part `part` of step `step` into `out` (length of the part's range),
     /// waiting until every slot of the step is published. The summation order is
-    /// fixed (see [`reduce::pairwise_sum_into`]).
-    pub fn reduce_part(&self, part: usize, out: &mut [f32]) -> Result<(), SegmentsError> {
-        self.reduce_part_with(part, out, reduce::Kernel::detect())
+    /// fixed (see [`reduce::pairwise_sum_into`]). Each part is reduced exactly once
+    /// per step: a second call for the same step fails with `PartNotDue` (or
+    /// `PartTaken` if it races the first).
+    pub fn reduce_part(
+        &self,
+        step: usize,
+        part: usize,
+        out: &mut [f32],
+    ) -> Result<(), SegmentsError> {
+        self.reduce_part_with(step, part, out, reduce::Kernel::detect())
     }
 
     /// As [`GradientSegments::reduce_part`], with an explicit add kernel.
     pub fn reduce_part_with(
         &self,
+        step: usize,
         part: usize,
         out: &mut [f32],
         kernel: reduce::Kernel,
@@ -235,23 +271,28 @@ impl<P: Platform> GradientSegments<P> {
                 got: out.len(),
             });
         }
-        let step = generation.load(Ordering::Relaxed);
+        let next = generation.load(Ordering::Relaxed);
+        if next != step {
+            return Err(SegmentsError::PartNotDue { part, step, next });
+        }
         // Relaxed: the part counter only guards against double reduction; the data
         // dependencies are ordered by `published` and `reduced` below.
         if generation
             .compare_exchange(step, step + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
-            return Err(SegmentsError::PartTaken { part });
+            return Err(SegmentsError::PartTaken { part, step });
         }
         let target = (step + 1) * self.n_slots();
         // Acquire: pairs with every publisher's Release increment (a release sequence
         // of RMWs), so all slot writes of the step happen before our reads.
         self.all_published
             .wait_until(|| self.published.load(Ordering::Acquire) >= target);
-        with_all_slots(&self.slots, &mut Vec::with_capacity(self.n_slots()), &mut |inputs| {
-            reduce::pairwise_sum_range_into(inputs, range.clone(), out, kernel)
-        });
+        with_all_slots(
+            &self.slots,
+            &mut Vec::with_capacity(self.n_slots()),
+            &mut |inputs| reduce::pairwise_sum_range_into(inputs, range.clone(), out, kernel),
+        );
         // AcqRel: Release publishes our reads as finished; Acquire lets the last
         // reducer inherit every other reducer's reads before it frees the slots.
         let done = self.reduced.fetch_add(1, Ordering::AcqRel) + 1;
@@ -265,8 +306,9 @@ impl<P: Platform> GradientSegments<P> {
         Ok(())
     }
 
-    /// Reduce every part, in order, on this thread (the single-threaded path).
-    pub fn reduce_all(&self, out: &mut [f32]) -> Result<(), SegmentsError> {
+    /// Reduce every part of step `step`, in order, on this thread (the
+    /// single-threaded path).
+    pub fn reduce_all(&self, step: usize, out: &mut [f32]) -> Result<(), SegmentsError> {
         if out.len() != self.len {
             return Err(SegmentsError::OutputLength {
                 part: 0,
@@ -276,7 +318,7 @@ impl<P: Platform> GradientSegments<P> {
         }
         for part in 0..self.n_parts() {
             let range = self.part_range(part);
-            self.reduce_part(part, &mut out[range])?;
+            self.reduce_part(step, part, &mut out[range])?;
         }
         Ok(())
     }
@@ -318,7 +360,7 @@ impl<P: Platform> SlotWriter<'_, P> {
         let slot = &self.segments.slots[self.slot];
         // SAFETY: this writer holds the claim (stamp 3g + 1): no reducer reads the slot
         // until it is published and no other claimer can take it.
-        slot.data.with_mut(|data| f(unsafe { &mut **data }))
+        slot.data.with_mut(|data| f(unsafe { &mut *data }))
     }
 
     /// Publish the filled slot to the reducers.

@@ -104,13 +104,25 @@ pub fn pairwise_sum_range_into(
         let end = (start + CHUNK).min(range.end);
         let local = start - range.start..end - range.start;
         let n = end - start;
-        tree(inputs, start..end, &mut out[local], &mut scratch[..n * depth as usize], kernel);
+        tree(
+            inputs,
+            start..end,
+            &mut out[local],
+            &mut scratch[..n * depth as usize],
+            kernel,
+        );
         start = end;
     }
 }
 
 /// `out = tree(inputs[..][range])` for one chunk; `scratch` holds `depth * len` floats.
-fn tree(inputs: &[&[f32]], range: Range<usize>, out: &mut [f32], scratch: &mut [f32], kernel: Kernel) {
+fn tree(
+    inputs: &[&[f32]],
+    range: Range<usize>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    kernel: Kernel,
+) {
     match inputs {
         [only] => out.copy_from_slice(&only[range]),
         [a, b] => kernel.add(out, &a[range.clone()], &b[range]),
@@ -146,7 +158,10 @@ unsafe fn add_avx2(out: &mut [f32], a: &[f32], b: &[f32]) {
     while i < body {
         // SAFETY: i + 8 <= n, within all three slices; unaligned loads/stores.
         unsafe {
-            let v = _mm256_add_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+            let v = _mm256_add_ps(
+                _mm256_loadu_ps(a.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+            );
             _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
         }
         i += 8;
@@ -164,7 +179,10 @@ unsafe fn add_assign_avx2(out: &mut [f32], b: &[f32]) {
     while i < body {
         // SAFETY: i + 8 <= n, within both slices; unaligned loads/stores.
         unsafe {
-            let v = _mm256_add_ps(_mm256_loadu_ps(out.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+            let v = _mm256_add_ps(
+                _mm256_loadu_ps(out.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+            );
             _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
         }
         i += 8;

@@ -42,10 +42,22 @@ macro_rules! checker_platform {
             fn fetch_or(&self, v: usize, o: Ordering) -> usize {
                 self.0.fetch_or(v, o)
             }
-            fn compare_exchange(&self, c: usize, n: usize, s: Ordering, f: Ordering) -> Result<usize, usize> {
+            fn compare_exchange(
+                &self,
+                c: usize,
+                n: usize,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<usize, usize> {
                 self.0.compare_exchange(c, n, s, f)
             }
-            fn compare_exchange_weak(&self, c: usize, n: usize, s: Ordering, f: Ordering) -> Result<usize, usize> {
+            fn compare_exchange_weak(
+                &self,
+                c: usize,
+                n: usize,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<usize, usize> {
                 self.0.compare_exchange_weak(c, n, s, f)
             }
         }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Seeded-bug campaign: apply each patch in verification/mutants/ to a scratch copy of the
+# repository, run the checks listed for it in catalogue.tsv (in order, stopping at the
+# first that fails), and print a table: bug, which check killed it, time to kill.
+# Exit status is non-zero if any bug survives or any patch no longer applies.
+#
+# usage: verification/mutants.sh [--all] [ID ...]
+#   --all   run every listed check for each bug (shows every tool that kills it)
+#   ID      only these bugs (default: all in the catalogue)
+# env: CLLM_MUTANT_DIR   scratch directory (default: target/mutants under the repo)
+#      CLLM_MUTANT_TIMEOUT  seconds per check before it counts as a hang (default 300)
+#      CLLM_FUZZ_SECONDS    seconds per fuzz check (default 60)
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRATCH=${CLLM_MUTANT_DIR:-$ROOT/target/mutants}
+TIMEOUT=${CLLM_MUTANT_TIMEOUT:-300}
+FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
+CATALOGUE=$ROOT/verification/mutants/catalogue.tsv
+ALL=0
+if [ "${1:-}" = "--all" ]; then ALL=1; shift; fi
+ONLY=("$@")
+
+mkdir -p "$SCRATCH"
+LOG=$SCRATCH/logs
+mkdir -p "$LOG"
+export CARGO_TARGET_DIR=$SCRATCH/target   # shared by all mutants: only cllm rebuilds
+export CARGO_TERM_COLOR=never
+unset LOOM_MAX_PREEMPTIONS
+
+# run_check ID CHECK -> exit status of the check (0 = the bug survived this check)
+run_check() {
+  local id=$1 check=$2 tool target filter
+  tool=${check%%:*}; target=${check#*:}; filter=""
+  if [ "$target" != "${target#*:}" ]; then filter=${target#*:}; target=${target%%:*}; fi
+  local log="$LOG/$id.$tool.$target.log"
+  case $tool in
+    loom|shuttle|prop|test)
+      (cd "$SCRATCH/work" && timeout "$TIMEOUT" cargo test -q --test "$target" -- $filter) >"$log" 2>&1 ;;
+    fuzz)
+      (cd "$SCRATCH/work" && CLLM_FUZZ_TARGETS=$target timeout "$((TIMEOUT + FUZZ_SECONDS))" \
+        bash verification/fuzz.sh "$FUZZ_SECONDS") >"$log" 2>&1 ;;
+    tsan)
+      (cd "$SCRATCH/work" && timeout "$TIMEOUT" bash verification/tsan.sh) >"$log" 2>&1 ;;
+    *) echo "unknown check $check" >"$log"; return 0 ;;
+  esac
+}
+
+printf '%-28s %-34s %8s  %s\n' "bug" "killed by" "seconds" "description"
+survivors=0; total=0
+while IFS=$'\t' read -r id checks desc; do
+  case "$id" in ''|'#'*) continue ;; esac
+  if [ ${#ONLY[@]} -gt 0 ] && ! printf '%s\n' "${ONLY[@]}" | grep -qx "$id"; then continue; fi
+  total=$((total + 1))
+  rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
+  (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$SCRATCH/work" 2>/dev/null)
+  if ! (cd "$SCRATCH/work" && patch -p1 -s <"$ROOT/verification/mutants/$id.patch") >"$LOG/$id.patch.log" 2>&1; then
+    printf '%-28s %-34s %8s  %s\n' "$id" "PATCH DOES NOT APPLY" "-" "$desc"
+    survivors=$((survivors + 1)); continue
+  fi
+  killers=""; first_time=""
+  for check in $checks; do
+    start=$(date +%s.%N)
+    run_check "$id" "$check"; status=$?
+    secs=$(printf '%.0f' "$(echo "$(date +%s.%N) - $start" | bc)")
+    if [ $status -ne 0 ]; then
+      label=$check; [ $status -eq 124 ] && label="$check(hang)"
+      killers="${killers:+$killers,}$label"; first_time=${first_time:-$secs}
+      [ $ALL -eq 1 ] || break
+    fi
+  done
+  if [ -z "$killers" ]; then
+    printf '%-28s %-34s %8s  %s\n' "$id" "SURVIVED" "-" "$desc"
+    survivors=$((survivors + 1))
+  else
+    printf '%-28s %-34s %8s  %s\n' "$id" "$killers" "$first_time" "$desc"
+  fi
+done <"$CATALOGUE"
+echo "seeded bugs: $((total - survivors)) killed, $survivors survived (of $total)"
+[ $survivors -eq 0 ]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Regenerate every seeded-bug patch from the current source. Each bug is one perl
+# substitution on one file; a substitution that no longer matches is an error, so a
+# refactor that moves the code under a bug is noticed instead of silently dropping it.
+# usage: verification/mutants/regenerate.sh   (from anywhere)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+gen() {
+  local name=$1 file=$2 expr=$3 tmp
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/a/$(dirname "$file")" "$tmp/b/$(dirname "$file")"
+  cp "$file" "$tmp/a/$file"; cp "$file" "$tmp/b/$file"
+  perl -0pi -e "$expr" "$tmp/b/$file"
+  if cmp -s "$tmp/a/$file" "$tmp/b/$file"; then echo "no longer matches: $name" >&2; rm -rf "$tmp"; return 1; fi
+  (cd "$tmp" && diff -u "a/$file" "b/$file" || true) >"verification/mutants/$name.patch"
+  rm -rf "$tmp"
+  echo "regenerated $name"
+}
+gen wq-publish-relaxed src/queue/work.rs 's/slot\.stamp\.store\(tail \+ 1, Ordering::Release\)/slot.stamp.store(tail + 1, Ordering::Relaxed)/'
+gen wq-consume-relaxed src/queue/work.rs 's/(Acquire: pairs with the pusher.s Release stamp store \(the value is written\).\n\s*let stamp = slot\.stamp\.load\(Ordering::)Acquire/${1}Relaxed/'
+gen wq-tail-load-store src/queue/work.rs 's/match self\.tail\.compare_exchange_weak\(\s*tail,\s*next,\s*Ordering::SeqCst,\s*Ordering::Relaxed,\s*\) \{/match { self.tail.store(next, Ordering::SeqCst); Ok::<usize, usize>(tail) } {/'
+gen wq-no-wake-on-push src/queue/work.rs 's/(slot\.stamp\.store\(tail \+ 1, Ordering::Release\);\n)\s*self\.not_empty\.notify\(\);\n/$1/'
+gen wq-no-wake-on-pop src/queue/work.rs 's/(\.store\(head\.wrapping_add\(self\.one_lap\), Ordering::Release\);\n)\s*self\.not_full\.notify\(\);\n/$1/'
+gen wq-no-wake-on-close src/queue/work.rs 's/(self\.tail\.fetch_or\(self\.mark_bit, Ordering::SeqCst\);\n)\s*self\.not_empty\.notify\(\);\n/$1/'
+gen wq-lap-off-by-one src/queue/work.rs 's/let mark_bit = \(capacity \+ 1\)\.next_power_of_two\(\);/let mark_bit = capacity.next_power_of_two();/'
+gen wq-wrap-off-by-one src/queue/work.rs 's/if index \+ 1 < self\.slots\.len\(\) \{/if index < self.slots.len() {/'
+gen event-no-fence src/sync/event.rs 's/(self\.waiters\.fetch_add\(1, Ordering::Relaxed\);\n\s*\/\/[^\n]*\n)\s*P::fence\(Ordering::SeqCst\);\n/$1/'
+gen pf-publish-relaxed src/queue/prefetch.rs 's/shared\.tail\.store\(self\.tail, Ordering::Release\)/shared.tail.store(self.tail, Ordering::Relaxed)/'
+gen pf-done-before-last-item src/queue/prefetch.rs 's/(if shared\.done\.load\(Ordering::Acquire\) \{\n)\s*self\.cached_tail = shared\.tail\.load\(Ordering::Acquire\);\n\s*if self\.head != self\.cached_tail \{\n\s*continue;\n\s*\}\n/$1/'
+gen pf-head-freed-before-read src/queue/prefetch.rs 's/(let slot = &shared\.slots\[self\.head % shared\.slots\.len\(\)\];\n)/$1        shared.head.store(self.head + 1, Ordering::Release);\n/'
+gen pf-no-wake-on-stop src/queue/prefetch.rs 's/(self\.shared\.stop\.store\(true, Ordering::Release\);\n)\s*self\.shared\.not_full\.notify\(\);\n/$1/'
+gen seg-slot-reused-early src/segments/mod.rs 's/if done == \(step \+ 1\) \* n_parts \{/if done == step * n_parts + 1 {/'
+gen seg-reduced-before-published src/segments/mod.rs 's/let target = \(step \+ 1\) \* self\.n_slots\(\);/let target = (step + 1) * self.n_slots() - 1;/'
+gen seg-publish-relaxed src/segments/mod.rs 's/segments\.published\.fetch_add\(1, Ordering::Release\);/segments.published.fetch_add(1, Ordering::Relaxed);/'
+gen seg-claim-without-cas src/segments/mod.rs 's/if state\s*\.stamp\s*\.compare_exchange\(stamp, stamp \+ 1, Ordering::Acquire, Ordering::Relaxed\)\s*\.is_ok\(\)/if { state.stamp.store(stamp + 1, Ordering::Release); true }/'
+gen seg-part-reduced-twice src/segments/mod.rs 's/if generation\s*\.compare_exchange\(step, step \+ 1, Ordering::Relaxed, Ordering::Relaxed\)\s*\.is_err\(\)/if { generation.store(step + 1, Ordering::Relaxed); false }/'
+gen reduce-tree-split-moved src/segments/reduce.rs 's/let mid = inputs\.len\(\) \/ 2;/let mid = inputs.len().div_ceil(2);/'
