@@ -13,3 +13,4 @@ pub mod model;
 pub mod queue;
 pub mod segments;
 pub mod sync;
+pub mod train;

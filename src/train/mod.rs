@@ -1,0 +1,4 @@
+//! Training (issue 3): optimizer, learning-rate schedule, the single-threaded trainer and checkpoints. Composes `model` and `data`; knows nothing of atomics.
+
+pub mod optim;
+pub mod schedule;
