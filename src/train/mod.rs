@@ -1,4 +1,5 @@
 //! Training (issue 3): optimizer, learning-rate schedule, the single-threaded trainer and checkpoints. Composes `model` and `data`; knows nothing of atomics.
 
+pub mod checkpoint_io;
 pub mod optim;
 pub mod schedule;
