@@ -2,4 +2,5 @@
 
 pub mod checkpoint_io;
 pub mod optim;
+pub mod report;
 pub mod schedule;
