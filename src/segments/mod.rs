@@ -30,6 +30,11 @@
 
 pub mod reduce;
 
+/// Interior part boundaries are multiples of this many floats (1 KiB): parts start on
+/// cache-line and SIMD boundaries, and a caller can rely on the grid to compute
+/// per-block quantities (such as a gradient norm) independently of the part count.
+pub const PART_ALIGN: usize = 256;
+
 use crate::sync::{AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};
 use core::ops::Range;
 
@@ -390,8 +395,8 @@ impl<P: Platform> Drop for SlotWriter<'_, P> {
     }
 }
 
-/// `n_parts + 1` boundaries tiling `0..len`, interior ones rounded to 16 floats
-/// (64 bytes) so parts start on cache-line and SIMD boundaries when possible.
+/// `n_parts + 1` boundaries tiling `0..len`, interior ones rounded down to a multiple
+/// of [`PART_ALIGN`] floats, so every part but the last starts and ends on that grid.
 fn split_evenly(len: usize, n_parts: usize) -> Box<[usize]> {
     (0..=n_parts)
         .map(|p| {
@@ -399,7 +404,7 @@ fn split_evenly(len: usize, n_parts: usize) -> Box<[usize]> {
                 len
             } else {
                 let raw = (len as u128 * p as u128 / n_parts as u128) as usize;
-                (raw / 16 * 16).min(len)
+                (raw / PART_ALIGN * PART_ALIGN).min(len)
             }
         })
         .collect()
