@@ -22,6 +22,9 @@
 //!   `Full`/`Empty` instead of spinning; blocking `push`/`pop` retry a bounded number
 //!   of times, then park on an [`Event`] (`not_full` / `not_empty`). Every completed
 //!   pop notifies `not_full`, every completed push and `close` notify both as needed.
+//! * A stale view of `head`/`tail` (another thread moved on) is re-read after a spin
+//!   hint. Under loom the hint is `yield_now`, after which loads stop returning values
+//!   the thread already saw; without it the retry loop is an unbounded spin there.
 //! * Totals: `tail` and `head` count positions, so pushed/popped totals are decoded
 //!   from them; no extra shared counter sits on the hot path.
 
@@ -180,7 +183,10 @@ impl<T, P: Platform> WorkQueue<T, P> {
                 // still reading it).
                 return Err(PushError::Full(value));
             } else {
-                // Our view of `tail` is stale; another pusher moved on.
+                // Our view is stale: another pusher moved on. Back off, then re-read.
+                // The spin hint is also what lets a model checker stop returning values
+                // this thread has already seen (under loom it is `yield_now`).
+                P::spin_loop();
                 tail = self.tail.load(Ordering::Relaxed);
             }
         }
@@ -230,6 +236,9 @@ impl<T, P: Platform> WorkQueue<T, P> {
                 }
                 return Err(PopError::Empty);
             } else {
+                // Stale view: another popper moved on. Back off and re-read (as in
+                // `try_push`).
+                P::spin_loop();
                 head = self.head.load(Ordering::Relaxed);
             }
         }
