@@ -45,14 +45,37 @@ run_check() {
   esac
 }
 
-printf '%-28s %-34s %8s  %s\n' "bug" "killed by" "seconds" "description"
-survivors=0; total=0
+# copy_tree: a fresh scratch copy of the working tree (tracked + untracked, not ignored)
+copy_tree() {
+  rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
+  (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$SCRATCH/work" 2>/dev/null)
+}
+
+# The selected rows of the catalogue.
+SELECTED=$SCRATCH/selected.tsv
+: >"$SELECTED"
 while IFS=$'\t' read -r id checks desc; do
   case "$id" in ''|'#'*) continue ;; esac
   if [ ${#ONLY[@]} -gt 0 ] && ! printf '%s\n' "${ONLY[@]}" | grep -qx "$id"; then continue; fi
+  printf '%s\t%s\t%s\n' "$id" "$checks" "$desc" >>"$SELECTED"
+done <"$CATALOGUE"
+
+# Baseline: every check must pass on the unmutated copy, or a kill would mean nothing.
+copy_tree
+checks_all=$(cut -f2 "$SELECTED" | tr ' ' '\n' | grep . | sort -u)
+for check in $checks_all; do
+  if ! run_check baseline "$check"; then
+    echo "baseline: check $check fails on the unmutated source (see $LOG/baseline.*); aborting"
+    exit 2
+  fi
+done
+echo "baseline: all $(echo "$checks_all" | wc -l) checks pass on the unmutated source"
+
+printf '%-28s %-34s %8s  %s\n' "bug" "killed by" "seconds" "description"
+survivors=0; total=0
+while IFS=$'\t' read -r id checks desc; do
   total=$((total + 1))
-  rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
-  (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$SCRATCH/work" 2>/dev/null)
+  copy_tree
   if ! (cd "$SCRATCH/work" && patch -p1 -s <"$ROOT/verification/mutants/$id.patch") >"$LOG/$id.patch.log" 2>&1; then
     printf '%-28s %-34s %8s  %s\n' "$id" "PATCH DOES NOT APPLY" "-" "$desc"
     survivors=$((survivors + 1)); continue
@@ -74,6 +97,6 @@ while IFS=$'\t' read -r id checks desc; do
   else
     printf '%-28s %-34s %8s  %s\n' "$id" "$killers" "$first_time" "$desc"
   fi
-done <"$CATALOGUE"
+done <"$SELECTED"
 echo "seeded bugs: $((total - survivors)) killed, $survivors survived (of $total)"
 [ $survivors -eq 0 ]

@@ -1,0 +1,214 @@
+//! Std-thread stress scenarios of all three protocols on the production `Std` platform,
+//! asserting their properties. Built with `harness = false` so that it runs cleanly
+//! under ThreadSanitizer (libtest's own result channel is uninstrumented std code and
+//! produces false reports); `verification/tsan.sh` runs it with `-Zsanitizer=thread`,
+//! and plain `cargo test` runs it too. Prints `N passed, 0 failed`; exits 1 on failure.
+
+use cllm::queue::{PrefetchQueue, PushError, WorkQueue};
+use cllm::segments::GradientSegments;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn work_queue(producers: usize, consumers: usize, capacity: usize, items: usize) {
+    let q: WorkQueue<(usize, usize)> = WorkQueue::with_capacity(capacity);
+    let finished = AtomicUsize::new(0);
+    let outputs: Vec<Vec<(usize, usize)>> = std::thread::scope(|s| {
+        for p in 0..producers {
+            let (q, finished) = (&q, &finished);
+            s.spawn(move || {
+                for i in 0..items {
+                    if i % 2 == 0 {
+                        q.push((p, i)).expect("open");
+                    } else {
+                        let mut item = (p, i);
+                        while let Err(e) = q.try_push(item) {
+                            match e {
+                                PushError::Full(back) => item = back,
+                                PushError::Closed(_) => panic!("closed while pushing"),
+                            }
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                // AcqRel: the last producer sees every other producer's pushes done.
+                if finished.fetch_add(1, Ordering::AcqRel) + 1 == producers {
+                    q.close();
+                }
+            });
+        }
+        let handles: Vec<_> = (0..consumers)
+            .map(|_| s.spawn(|| std::iter::from_fn(|| q.pop()).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("consumer"))
+            .collect()
+    });
+    for out in &outputs {
+        for p in 0..producers {
+            let seq: Vec<usize> = out.iter().filter(|x| x.0 == p).map(|x| x.1).collect();
+            assert!(seq.windows(2).all(|w| w[0] < w[1]), "per-producer FIFO");
+        }
+    }
+    let mut all: Vec<_> = outputs.into_iter().flatten().collect();
+    all.sort_unstable();
+    let want: Vec<_> = (0..producers)
+        .flat_map(|p| (0..items).map(move |i| (p, i)))
+        .collect();
+    assert!(all == want, "every item exactly once");
+    assert_eq!(
+        (q.pushed(), q.popped()),
+        (producers * items, producers * items)
+    );
+}
+
+fn prefetch(capacity: usize, items: usize, take: Option<usize>) {
+    let mut q = PrefetchQueue::<Vec<u32>, String>::spawn(capacity, move |tx| {
+        for i in 0..items {
+            if tx.send(vec![i as u32; 3]).is_err() {
+                return Ok(());
+            }
+        }
+        Err("done".to_owned())
+    })
+    .expect("spawn");
+    let limit = take.unwrap_or(usize::MAX);
+    let mut n = 0;
+    while n < limit {
+        match q.recv() {
+            Ok(Some(v)) => {
+                assert_eq!(v, vec![n as u32; 3], "in order");
+                n += 1;
+            }
+            Ok(None) => panic!("end of stream before the error"),
+            Err(_) => {
+                assert_eq!(n, items, "error after every item");
+                assert!(matches!(q.recv(), Ok(None)));
+                return;
+            }
+        }
+    }
+}
+
+fn tree_sum(values: &[f32]) -> f32 {
+    match values {
+        [one] => *one,
+        _ => tree_sum(&values[..values.len() / 2]) + tree_sum(&values[values.len() / 2..]),
+    }
+}
+
+fn value(step: usize, slot: usize, i: usize) -> f32 {
+    [1.0e8f32, -1.0e8, 3.0, 0.5, -7.25, 1.0e-3, 2.5e4][(step * 5 + slot * 3 + i) % 7]
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    Fill(usize, usize),
+    Reduce(usize, usize),
+}
+
+fn segments(threads: usize, n_slots: usize, n_parts: usize, steps: usize) {
+    let len = 2000;
+    let seg: GradientSegments = GradientSegments::new(n_slots, len, n_parts).expect("layout");
+    let tasks: WorkQueue<Task> = WorkQueue::with_capacity(8);
+    let outputs: Vec<Vec<(usize, usize, Vec<f32>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (seg, tasks) = (&seg, &tasks);
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    while let Some(task) = tasks.pop() {
+                        match task {
+                            Task::Fill(step, slot) => {
+                                let mut w = seg.claim(slot).expect("claim");
+                                w.write(|g| {
+                                    g.iter_mut()
+                                        .enumerate()
+                                        .for_each(|(i, x)| *x = value(step, slot, i))
+                                });
+                                w.publish();
+                            }
+                            Task::Reduce(step, part) => {
+                                let mut out = vec![0.0; seg.part_range(part).len()];
+                                seg.reduce_part(step, part, &mut out).expect("reduce");
+                                mine.push((step, part, out));
+                            }
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for step in 0..steps {
+            for slot in 0..n_slots {
+                tasks.push(Task::Fill(step, slot)).expect("open");
+            }
+            for part in 0..n_parts {
+                tasks.push(Task::Reduce(step, part)).expect("open");
+            }
+        }
+        tasks.close();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let mut seen = 0;
+    for (step, part, out) in outputs.into_iter().flatten() {
+        for (o, i) in out.iter().zip(seg.part_range(part)) {
+            let want = tree_sum(&(0..n_slots).map(|s| value(step, s, i)).collect::<Vec<_>>());
+            assert_eq!(o.to_bits(), want.to_bits(), "step {step} float {i}");
+        }
+        seen += 1;
+    }
+    assert_eq!(
+        seen,
+        steps * n_parts,
+        "every part of every step reduced once"
+    );
+}
+
+fn main() {
+    let scenarios: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "work queue 2P2C cap 1",
+            Box::new(|| work_queue(2, 2, 1, 20_000)),
+        ),
+        (
+            "work queue 2P2C cap 2",
+            Box::new(|| work_queue(2, 2, 2, 20_000)),
+        ),
+        (
+            "work queue 4P4C cap 3",
+            Box::new(|| work_queue(4, 4, 3, 5_000)),
+        ),
+        (
+            "work queue 4P4C cap 256",
+            Box::new(|| work_queue(4, 4, 256, 20_000)),
+        ),
+        ("prefetch cap 1", Box::new(|| prefetch(1, 20_000, None))),
+        ("prefetch cap 128", Box::new(|| prefetch(128, 50_000, None))),
+        (
+            "prefetch early drop",
+            Box::new(|| prefetch(4, 1_000_000, Some(100))),
+        ),
+        ("segments 4 threads", Box::new(|| segments(4, 6, 4, 20))),
+        ("segments 2 threads", Box::new(|| segments(2, 3, 2, 20))),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, scenario) in scenarios {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario)) {
+            Ok(()) => {
+                println!("ok      {name}");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("FAILED  {name}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
