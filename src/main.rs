@@ -62,7 +62,7 @@ fn main() {
 #[derive(Debug, Clone, Copy)]
 enum Task {
     /// Compute micro-batch `slot` of `step` (a synthetic gradient seeded by `seed`).
-    Fill { slot: usize, seed: u64 },
+    Fill { step: usize, slot: usize, seed: u64 },
     /// Reduce parameter range `part` of `step` and apply the update to it.
     Reduce { step: usize, part: usize },
 }
@@ -115,7 +115,7 @@ fn run_threaded(
             for step in 0..steps {
                 for slot in 0..micro_batches {
                     let seed = (step * micro_batches + slot) as u64;
-                    if tx.send(Task::Fill { slot, seed }).is_err() {
+                    if tx.send(Task::Fill { step, slot, seed }).is_err() {
                         return Ok(());
                     }
                 }
@@ -133,8 +133,8 @@ fn run_threaded(
                     let mut grad = Vec::new();
                     while let Some(task) = work.pop() {
                         match task {
-                            Task::Fill { slot, seed } => {
-                                let mut writer = segments.claim(slot)?;
+                            Task::Fill { step, slot, seed } => {
+                                let mut writer = segments.claim(step, slot)?;
                                 writer.write(|g| fill_gradient(g, seed));
                                 writer.publish();
                             }

@@ -273,7 +273,7 @@ fn segments_two_workers_two_steps() {
                 thread::spawn(move || {
                     let mut outs = Vec::new();
                     for step in 0..2 {
-                        let mut slot = seg.claim(w).unwrap();
+                        let mut slot = seg.claim(step, w).unwrap();
                         slot.write(|g| {
                             for (i, x) in g.iter_mut().enumerate() {
                                 *x = value(step, w, i);

@@ -364,7 +364,7 @@ fn run_segments(
                     while let Some(task) = tasks.pop() {
                         match task {
                             Task::Fill(step, slot) => {
-                                let mut w = seg.claim(slot).unwrap();
+                                let mut w = seg.claim(step, slot).unwrap();
                                 w.write(|g| {
                                     g.iter_mut()
                                         .enumerate()
@@ -448,19 +448,23 @@ fn segments_misuse_is_a_typed_error() {
     ));
     let seg: GradientSegments = GradientSegments::new(2, 4, 1).unwrap();
     assert!(matches!(
-        seg.claim(2),
+        seg.claim(0, 2),
         Err(SegmentsError::NoSuchSlot {
             slot: 2,
             n_slots: 2
         })
     ));
-    let held = seg.claim(0).unwrap();
+    let held = seg.claim(0, 0).unwrap();
     assert!(matches!(
-        seg.claim(0),
+        seg.claim(0, 0),
         Err(SegmentsError::SlotTaken { slot: 0, step: 0 })
     ));
     held.publish();
-    let mut w = seg.claim(1).unwrap();
+    assert!(matches!(
+        seg.claim(0, 0),
+        Err(SegmentsError::SlotTaken { slot: 0, step: 0 })
+    ));
+    let mut w = seg.claim(0, 1).unwrap();
     w.write(|g| g.fill(1.0));
     w.publish();
     assert!(matches!(
@@ -478,14 +482,6 @@ fn segments_misuse_is_a_typed_error() {
             ..
         })
     ));
-    assert!(matches!(
-        seg.reduce_part(1, 0, &mut [0.0; 4]),
-        Err(SegmentsError::PartNotDue {
-            step: 1,
-            next: 0,
-            ..
-        })
-    ));
     seg.reduce_part(0, 0, &mut [0.0; 4]).unwrap();
     assert!(matches!(
         seg.reduce_part(0, 0, &mut [0.0; 4]),
@@ -496,4 +492,15 @@ fn segments_misuse_is_a_typed_error() {
         })
     ));
     assert_eq!(seg.completed_steps(), 1);
+    // Step 1 is now open; a claim for step 0 is stale.
+    assert!(matches!(
+        seg.claim(0, 1),
+        Err(SegmentsError::SlotPassed {
+            slot: 1,
+            step: 0,
+            current: 1
+        })
+    ));
+    drop(seg.claim(1, 1).unwrap()); // an unpublished writer gives the slot back
+    seg.claim(1, 1).unwrap().publish();
 }

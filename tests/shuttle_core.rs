@@ -238,7 +238,7 @@ fn segments(workers: usize, n_slots: usize, n_parts: usize) {
                     while let Some(task) = tasks.pop() {
                         match task {
                             Task::Fill { step, slot } => {
-                                let mut w = seg.claim(slot).unwrap();
+                                let mut w = seg.claim(step, slot).unwrap();
                                 assert_eq!(w.step(), step);
                                 w.write(|g| {
                                     g.iter_mut()
@@ -286,7 +286,7 @@ fn segments_4_workers_6_slots_3_parts() {
 fn segments_part_reduced_exactly_once() {
     shuttle_check(|| {
         let seg = Arc::new(GradientSegments::<Shuttle>::new(1, 4, 1).unwrap());
-        let mut w = seg.claim(0).unwrap();
+        let mut w = seg.claim(0, 0).unwrap();
         w.write(|g| g.fill(1.0));
         w.publish();
         let racers: Vec<_> = (0..2)
@@ -316,7 +316,7 @@ fn segments_slot_claimed_exactly_once() {
         let racers: Vec<_> = (0..2)
             .map(|_| {
                 let seg = seg.clone();
-                thread::spawn(move || seg.claim(1).map(|w| std::mem::forget(w)).is_ok())
+                thread::spawn(move || seg.claim(0, 1).map(|w| std::mem::forget(w)).is_ok())
             })
             .collect();
         let wins = racers

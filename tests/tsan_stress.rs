@@ -119,7 +119,7 @@ fn segments(threads: usize, n_slots: usize, n_parts: usize, steps: usize) {
                     while let Some(task) = tasks.pop() {
                         match task {
                             Task::Fill(step, slot) => {
-                                let mut w = seg.claim(slot).expect("claim");
+                                let mut w = seg.claim(step, slot).expect("claim");
                                 w.write(|g| {
                                     g.iter_mut()
                                         .enumerate()

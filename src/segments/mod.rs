@@ -12,15 +12,18 @@
 //!
 //! # Protocol for step `g`
 //! * slot stamp: `3g` free, `3g + 1` claimed, `3g + 2` published.
-//! * claim(i): CAS stamp `3g -> 3g + 1` (Acquire: the previous step's reducers have
-//!   finished reading the slot). A slot published for `g - 1` whose step is not yet
-//!   reduced makes `claim` wait; a slot claimed by someone else is an error.
+//! * claim(g, i): CAS stamp `3g -> 3g + 1` (Acquire: the previous step's reducers have
+//!   finished reading the slot). While the slot is still at an earlier step, `claim`
+//!   waits; a slot claimed by someone else in step `g`, or already past `g`, is an
+//!   error. The caller names the step, so writers of consecutive steps cannot swap.
 //! * publish: stamp `3g + 2`, then `published += 1` (Release: the writes reach any
 //!   reducer that observes the final count).
-//! * reduce_part(g, p): the part's generation must be `g`; CAS it `g -> g + 1` (a part
-//!   is reduced exactly once per step; a second call is an error, not a wait), wait until `published >= (g + 1) * n_slots` (Acquire), sum the slots over
-//!   the part's range in the fixed order of [`reduce::pairwise_sum_into`], then
-//!   `reduced += 1` (AcqRel). The reducer that brings `reduced` to `(g + 1) * n_parts`
+//! * reduce_part(g, p): wait until `published >= (g + 1) * n_slots` (Acquire). Then
+//!   the part's generation must be `g` (all of step `g - 1` is reduced by now, since
+//!   its slots were freed); CAS it `g -> g + 1` so a part is reduced exactly once per
+//!   step (a second call is an error). Sum the slots over the part's range in the
+//!   fixed order of [`reduce::pairwise_sum_into`], then `reduced += 1` (AcqRel). The
+//!   reducer that brings `reduced` to `(g + 1) * n_parts`
 //!   frees every slot for step `g + 1` (stamp `3(g + 1)`, Release) and wakes claimers.
 //!   So a slot is never written while any reduction of the previous step may read it.
 //!
@@ -57,13 +60,23 @@ pub enum SegmentsError {
         /// How many parts there are.
         n_parts: usize,
     },
-    /// The slot is already claimed by another writer in this step.
+    /// The slot is already claimed (or published) by another writer in this step.
     #[error("slot {slot} is already claimed in step {step}")]
     SlotTaken {
         /// The slot.
         slot: usize,
         /// The step it is claimed in.
         step: usize,
+    },
+    /// The slot has already moved on to a later step.
+    #[error("slot {slot} cannot be claimed for step {step}: it is already at step {current}")]
+    SlotPassed {
+        /// The slot.
+        slot: usize,
+        /// The step asked for.
+        step: usize,
+        /// The step the slot is at.
+        current: usize,
     },
     /// Another thread is reducing this part in this step right now.
     #[error("part {part} is already being reduced in step {step}")]
@@ -111,7 +124,7 @@ struct Slot<P: Platform> {
 /// let seg: GradientSegments = GradientSegments::new(3, 4, 2).unwrap();
 /// for step in 0..2 {
 ///     for slot in 0..3 {
-///         let mut w = seg.claim(slot).unwrap(); // waits until last step's reduction is done
+///         let mut w = seg.claim(step, slot).unwrap(); // waits for last step's reduction
 ///         w.write(|g| g.fill(slot as f32 + step as f32));
 ///         w.publish();
 ///     }
@@ -144,14 +157,6 @@ pub struct SlotWriter<'a, P: Platform = Std> {
     slot: usize,
     step: usize,
     published: bool,
-}
-
-/// Whether a claim can proceed now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClaimState {
-    Free(usize),
-    Taken(usize),
-    AwaitingReduction,
 }
 
 impl<P: Platform> GradientSegments<P> {
@@ -211,32 +216,42 @@ impl<P: Platform> GradientSegments<P> {
         self.reduced.load(Ordering::Acquire) / self.n_parts()
     }
 
-    /// Claim slot `slot` for the current step, waiting while the previous step's
-    /// reduction may still read it.
-    pub fn claim(&self, slot: usize) -> Result<SlotWriter<'_, P>, SegmentsError> {
+    /// Claim slot `slot` for step `step`, waiting while the slot still belongs to an
+    /// earlier step (its reduction may still read it). Naming the step means a slow
+    /// writer of step `g` and a fast writer of step `g + 1` can never swap steps.
+    pub fn claim(&self, step: usize, slot: usize) -> Result<SlotWriter<'_, P>, SegmentsError> {
         let state = self.slot(slot)?;
         loop {
-            match self.claim_state(slot) {
-                ClaimState::Free(stamp) => {
-                    // Acquire: pairs with the Release store of the reducer that freed
-                    // the slot, so its reads finish before our writes begin.
-                    if state
-                        .stamp
-                        .compare_exchange(stamp, stamp + 1, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return Ok(SlotWriter {
-                            segments: self,
-                            slot,
-                            step: stamp / 3,
-                            published: false,
-                        });
-                    }
-                }
-                ClaimState::Taken(step) => return Err(SegmentsError::SlotTaken { slot, step }),
-                ClaimState::AwaitingReduction => self
-                    .slots_free
-                    .wait_until(|| self.claim_state(slot) != ClaimState::AwaitingReduction),
+            // Acquire: pairs with the Release store of the reducer that freed the slot.
+            let stamp = state.stamp.load(Ordering::Acquire);
+            let (current, phase) = (stamp / 3, stamp % 3);
+            if current > step {
+                return Err(SegmentsError::SlotPassed {
+                    slot,
+                    step,
+                    current,
+                });
+            }
+            if current < step {
+                self.slots_free
+                    .wait_until(|| state.stamp.load(Ordering::Acquire) >= 3 * step);
+                continue;
+            }
+            if phase != 0 {
+                return Err(SegmentsError::SlotTaken { slot, step });
+            }
+            // Acquire: as above (the CAS re-reads the stamp the reducer freed).
+            if state
+                .stamp
+                .compare_exchange(stamp, stamp + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(SlotWriter {
+                    segments: self,
+                    slot,
+                    step,
+                    published: false,
+                });
             }
         }
     }
@@ -276,23 +291,25 @@ impl<P: Platform> GradientSegments<P> {
                 got: out.len(),
             });
         }
+        let target = (step + 1) * self.n_slots();
+        // Acquire: pairs with every publisher's Release increment (a release sequence
+        // of RMWs), so all slot writes of the step happen before our reads. Waiting
+        // first also settles the part's generation: once every slot of `step` is
+        // published, step `step - 1` has been fully reduced (its slots were freed).
+        self.all_published
+            .wait_until(|| self.published.load(Ordering::Acquire) >= target);
         let next = generation.load(Ordering::Relaxed);
         if next != step {
             return Err(SegmentsError::PartNotDue { part, step, next });
         }
         // Relaxed: the part counter only guards against double reduction; the data
-        // dependencies are ordered by `published` and `reduced` below.
+        // dependencies are ordered by `published` above and `reduced` below.
         if generation
             .compare_exchange(step, step + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
             return Err(SegmentsError::PartTaken { part, step });
         }
-        let target = (step + 1) * self.n_slots();
-        // Acquire: pairs with every publisher's Release increment (a release sequence
-        // of RMWs), so all slot writes of the step happen before our reads.
-        self.all_published
-            .wait_until(|| self.published.load(Ordering::Acquire) >= target);
         with_all_slots(
             &self.slots,
             &mut Vec::with_capacity(self.n_slots()),
@@ -335,16 +352,6 @@ impl<P: Platform> GradientSegments<P> {
             slot,
             n_slots: self.n_slots(),
         })
-    }
-
-    fn claim_state(&self, slot: usize) -> ClaimState {
-        // Acquire: pairs with the freeing reducer's Release store.
-        let stamp = self.slots[slot].stamp.load(Ordering::Acquire);
-        match stamp % 3 {
-            0 => ClaimState::Free(stamp),
-            1 => ClaimState::Taken(stamp / 3),
-            _ => ClaimState::AwaitingReduction,
-        }
     }
 }
 
