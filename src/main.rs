@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use cllm::queue::{PrefetchQueue, WorkQueue};
 use cllm::segments::{reduce, GradientSegments};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::time::Instant;
 
 /// cllm: a verified CPU training engine for small GPT-style language models.
@@ -105,8 +105,13 @@ fn run_threaded(
 ) -> Result<Vec<f32>> {
     let segments = GradientSegments::<cllm::sync::Std>::new(micro_batches, params, threads)
         .context("laying out gradient segments")?;
-    let weights: Vec<Mutex<Vec<f32>>> = (0..threads)
-        .map(|p| Mutex::new(vec![0.0f32; segments.part_range(p).len()]))
+    // Each range's weights with the next step whose update it expects: updates of one
+    // range must apply in step order (float updates do not commute).
+    let weights: Vec<(Mutex<(usize, Vec<f32>)>, Condvar)> = (0..threads)
+        .map(|p| {
+            let init = (0, vec![0.0f32; segments.part_range(p).len()]);
+            (Mutex::new(init), Condvar::new())
+        })
         .collect();
     let work: WorkQueue<Task> = WorkQueue::default();
     let prefetch = PrefetchQueue::<Task, std::convert::Infallible>::spawn(
@@ -141,7 +146,14 @@ fn run_threaded(
                             Task::Reduce { step, part } => {
                                 grad.resize(segments.part_range(part).len(), 0.0);
                                 segments.reduce_part(step, part, &mut grad)?;
-                                apply_update(&mut weights[part].lock(), &grad);
+                                let (lock, turn) = &weights[part];
+                                let mut range = lock.lock();
+                                while range.0 != step {
+                                    turn.wait(&mut range);
+                                }
+                                apply_update(&mut range.1, &grad);
+                                range.0 += 1;
+                                turn.notify_all();
                             }
                         }
                     }
@@ -172,7 +184,10 @@ fn run_threaded(
         }
         Ok(())
     })?;
-    Ok(weights.into_iter().flat_map(Mutex::into_inner).collect())
+    Ok(weights
+        .into_iter()
+        .flat_map(|(range, _)| range.into_inner().1)
+        .collect())
 }
 
 fn run_single(steps: usize, micro_batches: usize, params: usize) -> Vec<f32> {
