@@ -20,7 +20,9 @@ else
   rm -f fuzz/target/.rustc_info.json  # a failed compiler probe is cached there
 fi
 targets=${CLLM_FUZZ_TARGETS:-$("${fuzz[@]}" list)}
-"${fuzz[@]}" build --release $targets >/dev/null 2>&1 || "${fuzz[@]}" build --release $targets
+for t in $targets; do
+  "${fuzz[@]}" build --release "$t"
+done
 status=0
 report=""
 for t in $targets; do
@@ -33,8 +35,8 @@ for t in $targets; do
     result="CRASH (see fuzz/artifacts/$t)"; status=1
     grep -E "panicked|ERROR|SUMMARY" "$log" | head -5
   fi
-  runs=$(grep -oE 'stat::number_of_executed_runs: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-  secs=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
+  secs=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
   report+=$(printf '%-12s %12s %10s  %s' "$t" "${runs:-?}" "${secs:-?}" "$result")$'\n'
   rm -f "$log"
 done
