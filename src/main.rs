@@ -97,6 +97,10 @@ fn demo(threads: usize, steps: usize, micro_batches: usize, params: usize) -> Re
     Ok(())
 }
 
+/// One parameter range's weights, tagged with the next step whose update it expects,
+/// and the condition variable a worker waits on for its turn.
+type RangeWeights = (Mutex<(usize, Vec<f32>)>, Condvar);
+
 fn run_threaded(
     threads: usize,
     steps: usize,
@@ -107,7 +111,7 @@ fn run_threaded(
         .context("laying out gradient segments")?;
     // Each range's weights with the next step whose update it expects: updates of one
     // range must apply in step order (float updates do not commute).
-    let weights: Vec<(Mutex<(usize, Vec<f32>)>, Condvar)> = (0..threads)
+    let weights: Vec<RangeWeights> = (0..threads)
         .map(|p| {
             let init = (0, vec![0.0f32; segments.part_range(p).len()]);
             (Mutex::new(init), Condvar::new())

@@ -316,7 +316,7 @@ fn segments_slot_claimed_exactly_once() {
         let racers: Vec<_> = (0..2)
             .map(|_| {
                 let seg = seg.clone();
-                thread::spawn(move || seg.claim(0, 1).map(|w| std::mem::forget(w)).is_ok())
+                thread::spawn(move || seg.claim(0, 1).map(std::mem::forget).is_ok())
             })
             .collect();
         let wins = racers

@@ -40,7 +40,7 @@ proptest! {
         let (mut whole, mut sharded) = (values(n, seed), values(n, seed));
         let (mut sw, mut ss) = (AdamState::new(n), AdamState::new(n));
         for step in 0..steps {
-            let grads = values(n, seed ^ (step as u64 + 1) * 0x9E37);
+            let grads = values(n, seed ^ ((step as u64 + 1) * 0x9E37));
             let s = sw.next_scalars(&cfg, 1e-2, 0.5);
             update_range(&cfg, &s, 0..n, &decay, &mut whole, &grads, &mut sw.m, &mut sw.v);
             sw.t += 1;
@@ -60,7 +60,7 @@ proptest! {
         let g = values(n, !seed);
         let mut st = AdamState::new(n);
         let (lr, scale) = (3e-3f32, 0.75f32);
-        let decay = if decay_all { vec![0..n] } else { vec![] };
+        let decay: Vec<std::ops::Range<usize>> = if decay_all { std::iter::once(0..n).collect() } else { Vec::new() };
         let p0 = p.clone();
         for _ in 0..2 {
             let s = st.next_scalars(&cfg, lr, scale);

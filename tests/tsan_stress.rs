@@ -167,8 +167,11 @@ fn segments(threads: usize, n_slots: usize, n_parts: usize, steps: usize) {
     );
 }
 
+/// A named stress scenario.
+type Scenario = (&'static str, Box<dyn Fn()>);
+
 fn main() {
-    let scenarios: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let scenarios: Vec<Scenario> = vec![
         (
             "work queue 2P2C cap 1",
             Box::new(|| work_queue(2, 2, 1, 20_000)),

@@ -229,7 +229,7 @@ pub fn from_safetensors(
     if let Some(extra) = tensors
         .names()
         .into_iter()
-        .find(|n| !specs.iter().any(|s| &s.name == *n))
+        .find(|n| !specs.iter().any(|s| s.name == **n))
     {
         return Err(CheckpointIoError::Unexpected {
             path: path.to_owned(),
