@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeded-bug campaign: apply each patch in verification/mutants/ to a scratch copy of the
-# repository, run the checks listed for it in catalogue.tsv (in order, stopping at the
+# committed tree (HEAD), run the checks listed for it in catalogue.tsv (in order, stopping at the
 # first that fails), and print a table: bug, which check killed it, time to kill.
 # Exit status is non-zero if any bug survives or any patch no longer applies.
 #
@@ -45,11 +45,16 @@ run_check() {
   esac
 }
 
-# copy_tree: a fresh scratch copy of the working tree (tracked + untracked, not ignored)
+# copy_tree: a fresh scratch copy of the committed tree (HEAD). Uncommitted edits are
+# deliberately not included: work in progress must not decide whether a bug is killed.
 copy_tree() {
   rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
-  (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$SCRATCH/work" 2>/dev/null)
+  git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$SCRATCH/work"
 }
+
+# build_failed LOG: the check did not get as far as running (a mutant that does not
+# compile proves nothing about the checks).
+build_failed() { grep -qE '^error\[E[0-9]+\]|could not compile' "$1"; }
 
 # The selected rows of the catalogue.
 SELECTED=$SCRATCH/selected.tsv
@@ -85,13 +90,19 @@ while IFS=$'\t' read -r id checks desc; do
     start=$(date +%s.%N)
     run_check "$id" "$check"; status=$?
     secs=$(printf '%.0f' "$(echo "$(date +%s.%N) - $start" | bc)")
+    if [ $status -ne 0 ] && build_failed "$LOG/$id.${check%%:*}.$(echo "${check#*:}" | cut -d: -f1).log"; then
+      killers="BUILD FAILS ($check)"; first_time=""; break
+    fi
     if [ $status -ne 0 ]; then
       label=$check; [ $status -eq 124 ] && label="$check(hang)"
       killers="${killers:+$killers,}$label"; first_time=${first_time:-$secs}
       [ $ALL -eq 1 ] || break
     fi
   done
-  if [ -z "$killers" ]; then
+  if [ "${killers#BUILD FAILS}" != "$killers" ]; then
+    printf '%-28s %-34s %8s  %s\n' "$id" "$killers" "-" "$desc"
+    survivors=$((survivors + 1))
+  elif [ -z "$killers" ]; then
     printf '%-28s %-34s %8s  %s\n' "$id" "SURVIVED" "-" "$desc"
     survivors=$((survivors + 1))
   else
