@@ -8,12 +8,12 @@
 #   --all   run every listed check for each bug (shows every tool that kills it)
 #   ID      only these bugs (default: all in the catalogue)
 # env: CLLM_MUTANT_DIR   scratch directory (default: target/mutants under the repo)
-#      CLLM_MUTANT_TIMEOUT  seconds per check before it counts as a hang (default 300)
+#      CLLM_MUTANT_TIMEOUT  seconds per check before it counts as a hang (default 600; the first TSan build alone takes minutes)
 #      CLLM_FUZZ_SECONDS    seconds per fuzz check (default 60)
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=${CLLM_MUTANT_DIR:-$ROOT/target/mutants}
-TIMEOUT=${CLLM_MUTANT_TIMEOUT:-300}
+TIMEOUT=${CLLM_MUTANT_TIMEOUT:-600}
 FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
 CATALOGUE=$ROOT/verification/mutants/catalogue.tsv
 ALL=0
@@ -69,7 +69,11 @@ done <"$CATALOGUE"
 copy_tree
 checks_all=$(cut -f2 "$SELECTED" | tr ' ' '\n' | grep . | sort -u)
 for check in $checks_all; do
-  if ! run_check baseline "$check"; then
+  run_check baseline "$check"; status=$?
+  if [ $status -eq 124 ]; then
+    echo "baseline: check $check timed out after ${TIMEOUT}s on the unmutated source (loaded machine? raise CLLM_MUTANT_TIMEOUT); aborting"
+    exit 2
+  elif [ $status -ne 0 ]; then
     echo "baseline: check $check fails on the unmutated source (see $LOG/baseline.*); aborting"
     exit 2
   fi
