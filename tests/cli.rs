@@ -1,4 +1,6 @@
-//! The `cllm` binary as a user meets it: help text, exit codes, one-line errors.
+//! The `cllm` binary as a user meets it: help text, exit codes, one-line errors on bad
+//! input (no panic, no partial output directory), and a small train -> resume ->
+//! sample -> eval round trip where the resumed run logs the same losses bit for bit.
 
 use std::process::Command;
 
@@ -14,7 +16,25 @@ fn help_explains_every_command() {
     let out = cllm(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("demo"), "{text}");
+    for command in ["train", "sample", "eval", "corpus", "demo"] {
+        assert!(text.contains(command), "{command} missing from:\n{text}");
+    }
+    let out = cllm(&["train", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--threads",
+        "--out",
+        "--resume",
+        "--micro-batches",
+        "--lr",
+        "--seed",
+        "--epochs",
+    ] {
+        assert!(
+            text.contains(flag),
+            "{flag} missing from train --help:\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -53,4 +73,235 @@ fn bad_arguments_fail_with_one_line_and_no_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(stderr.contains("error"), "{args:?}: {stderr}");
     }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cllm-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Tiny model flags: fast in a debug build.
+const TINY: &[&str] = &[
+    "--layers",
+    "1",
+    "--width",
+    "8",
+    "--heads",
+    "2",
+    "--context",
+    "8",
+    "--batch",
+    "2",
+    "--eval-every",
+    "2",
+    "--eval-windows",
+    "4",
+    "--sample-tokens",
+    "0",
+];
+
+fn fails_cleanly(args: &[&str], needle: &str) {
+    let out = cllm(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{args:?}: one line, got {stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains(needle),
+        "{args:?}: expected {needle:?} in {stderr}"
+    );
+}
+
+#[test]
+fn bad_training_input_is_one_line_and_leaves_no_output() {
+    let dir = scratch("bad");
+    let out = dir.join("out");
+    let o = out.to_str().unwrap();
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let short = dir.join("short.txt");
+    std::fs::write(&short, b"hello world").unwrap();
+    let empty_dir = dir.join("nothing");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let missing = dir.join("missing.txt");
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["train".into()];
+        v.extend(TINY.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str], needle: &str| {
+        let args = with(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_cleanly(&args, needle);
+        assert!(!out.exists(), "{args:?} left an output directory");
+    };
+    run(&[missing.to_str().unwrap(), "--out", o], "missing");
+    run(&[empty.to_str().unwrap(), "--out", o], "empty");
+    run(&[empty_dir.to_str().unwrap(), "--out", o], "no files");
+    run(&[short.to_str().unwrap(), "--out", o], "context");
+    run(&["--lr", "0", "--out", o], "learning rate");
+    run(&["--lr=-1", "--out", o], "learning rate");
+    run(&["--steps", "0", "--out", o], "steps");
+    run(&["--epochs=-2", "--out", o], "epochs");
+    run(&["--grad-clip", "nan", "--out", o], "clip");
+    run(&["--threads", "2", "--out", o], "threads");
+    fails_cleanly(
+        &["train", "--width", "10", "--heads", "3", "--out", o],
+        "divisible",
+    );
+    fails_cleanly(&["train", "--batch", "0", "--out", o], "batch");
+    fails_cleanly(
+        &["train", "--resume", foreign.to_str().unwrap(), "--out", o],
+        "not a cllm checkpoint",
+    );
+    assert!(!out.exists());
+    assert!(!out.exists());
+    let args = with(&["--out", foreign.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_cleanly(&args, "not a cllm checkpoint");
+    assert_eq!(
+        std::fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "foreign dir untouched"
+    );
+    fails_cleanly(
+        &["sample", "--checkpoint", foreign.to_str().unwrap()],
+        "not a cllm checkpoint",
+    );
+    fails_cleanly(
+        &["eval", "--checkpoint", missing.to_str().unwrap()],
+        "not a cllm checkpoint",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The losses logged in metrics.jsonl, as exact bit patterns.
+fn logged_losses(dir: &std::path::Path) -> Vec<(u64, u32)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let loss = v["loss"].as_f64().unwrap() as f32;
+            (v["step"].as_u64().unwrap(), loss.to_bits())
+        })
+        .collect()
+}
+
+#[test]
+fn train_resume_sample_eval_round_trip() {
+    let dir = scratch("roundtrip");
+    let corpus = dir.join("corpus.txt");
+    let out = cllm(&["corpus", "--out", corpus.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("entropy rate"));
+    let c = corpus.to_str().unwrap();
+
+    let straight = dir.join("straight");
+    let mut args = vec![
+        "train",
+        c,
+        "--steps",
+        "6",
+        "--out",
+        straight.to_str().unwrap(),
+    ];
+    args.extend_from_slice(TINY);
+    let out = cllm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(straight.join("loss.svg").is_file());
+
+    // The same run stopped after 3 steps and resumed.
+    let split = dir.join("split");
+    let s = split.to_str().unwrap();
+    let mut args = vec!["train", c, "--steps", "6", "--out", s, "--stop-at", "3"];
+    args.extend_from_slice(TINY);
+    let out = cllm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(logged_losses(&split).len(), 3);
+    assert!(split.join("step-00000003").is_dir());
+    let out = cllm(&[
+        "train",
+        c,
+        "--resume",
+        s,
+        "--eval-every",
+        "2",
+        "--eval-windows",
+        "4",
+        "--sample-tokens",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(logged_losses(&split), logged_losses(&straight));
+
+    let out = cllm(&[
+        "sample",
+        "--checkpoint",
+        s,
+        "--prompt",
+        "the ",
+        "--tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("the "), "{text}");
+    let again = cllm(&[
+        "sample",
+        "--checkpoint",
+        s,
+        "--prompt",
+        "the ",
+        "--tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        text,
+        "same seed, same text"
+    );
+
+    let out = cllm(&["eval", "--checkpoint", s, c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bits/byte"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

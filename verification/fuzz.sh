@@ -27,6 +27,8 @@ status=0
 report=""
 for t in $targets; do
   mkdir -p "fuzz/corpus/$t"
+  # Tracked seeds (fuzz/seeds/TARGET) start the corpus where random bytes rarely reach.
+  if [ -d "fuzz/seeds/$t" ]; then cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/"; fi
   log=$(mktemp)
   if "${fuzz[@]}" run --release "$t" "fuzz/corpus/$t" -- -max_total_time="$SECONDS_PER_TARGET" \
        -print_final_stats=1 >"$log" 2>&1; then

@@ -1,7 +1,12 @@
-//! Training (issue 3): optimizer, learning-rate schedule, the single-threaded trainer and checkpoints. Composes `model` and `data`; knows nothing of atomics.
+//! Training (issue 3): optimizer, learning-rate schedule, gradient norm, the
+//! single-threaded trainer, checkpoints and run reports. Composes `model`, `data` and
+//! `segments`; knows nothing of atomics and never spawns threads.
 
+pub mod checkpoint;
 pub mod checkpoint_io;
+pub mod generate;
 pub mod norm;
 pub mod optim;
 pub mod report;
 pub mod schedule;
+pub mod trainer;

@@ -46,6 +46,22 @@ impl MetricsLog {
         })
     }
 
+    /// Open `path` for appending (created if missing): a resumed run continues its log.
+    pub fn append(path: &Path) -> Result<Self, ReportError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| ReportError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(MetricsLog {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        })
+    }
+
     /// Append one record and flush it (so a crash loses at most the current line).
     pub fn write(&mut self, record: &serde_json::Value) -> Result<(), ReportError> {
         let io = |source| ReportError::Io {

@@ -1,0 +1,492 @@
+//! Owns the one matrix-multiply engine behind every matmul of the model
+//! ([`gemm`]): `C[m, n] (=|+=) A[m, k] @ B[k, n]`, single-threaded, f32.
+//! Must never thread, never allocate, and never let an output element's value depend on
+//! which other elements are computed in the same call.
+//!
+//! # The order (why results are bitwise reproducible)
+//! Every output element is one fused-multiply-add chain over `k` in increasing order:
+//! `acc = start; for kk in 0..k { acc = fma(A[i, kk], B[kk, j], acc) }; C[i, j] = acc`,
+//! where `start` is `0`, `bias[j]` or the old `C[i, j]` ([`Init`]). Register tiling,
+//! cache blocking over `k` (the accumulator is stored to `C` and reloaded, which is
+//! exact) and the choice of instruction set only decide *when* each step of a chain
+//! runs, never which operations it performs. Hence:
+//! * the value of row `i` does not depend on `m` or on which other rows are in the call
+//!   (rows `[0, n)` at once equal rows `[0, k)` and `[k, n)` in two calls, bitwise);
+//!   the same holds for columns;
+//! * the AVX2+FMA and portable paths give the same bits (both use a correctly rounded
+//!   FMA; the portable path uses [`f32::mul_add`], which is slow on a CPU without
+//!   hardware FMA, about 1 GFLOP/s through libm, but still exact).
+//!
+//! # Speed
+//! The AVX2 path (`6 x 16` register tiles, `A` tiles packed when read down columns)
+//! runs the GPT-2 shapes at about 90-110 GFLOP/s on one AMD EPYC (Zen 4) core, the
+//! same as the `gemm` crate and about 3x `matrixmultiply` (see `benches/kernels.rs`).
+//! An AVX-512 variant measured the same (Zen 4 splits 512-bit FMAs in two) and needs
+//! intrinsics stabilised after the crate's MSRV (1.85), so there is none.
+//!
+//! # Layout
+//! `A` is read through arbitrary strides (`A[i, kk] = a[i * a_rs + kk * a_cs]`), so
+//! `inp^T` needs no copy; `B` and `C` are row-major with unit column stride and leading
+//! dimensions `ldb`, `ldc`.
+
+use core::ops::Range;
+
+/// How each output element's FMA chain starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Init<'a> {
+    /// From `0.0` (overwrite `C`).
+    Zero,
+    /// From `bias[j]` (overwrite `C`); `bias` holds at least `n` floats.
+    Bias(&'a [f32]),
+    /// From the current `C[i, j]` (accumulate into `C`).
+    Accumulate,
+}
+
+/// Depth of one cache block over `k`: a `KC x n` panel of `B` stays in L2 and an
+/// `MR x KC` tile of `A` in L1.
+const KC: usize = 256;
+
+/// The largest row-tile height of any path (the remainder dispatch covers `1..MAX_MR`).
+const MAX_MR: usize = 8;
+
+/// `C[i, j] = chain(start(i, j), A[i, 0..k], B[0..k, j])` for `i < m`, `j < n` (see the
+/// module doc for the exact order).
+///
+/// `A[i, kk] = a[i * a_rs + kk * a_cs]`, `B[kk, j] = b[kk * ldb + j]`,
+/// `C[i, j] = c[i * ldc + j]`.
+///
+/// # Panics
+/// If a slice is too short for the shape and strides, or `ldb < n` or `ldc < n`
+/// (checked up front, so the unchecked inner loops never read or write out of bounds).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    init: Init<'_>,
+) {
+    gemm_on(Path::detect(), m, n, k, a, a_rs, a_cs, b, ldb, c, ldc, init)
+}
+
+/// [`gemm`] on a chosen [`Path`] (for tests and benches: every path gives the same
+/// bits). A path this CPU does not support ([`Path::supported`]) runs as
+/// [`Path::Portable`].
+///
+/// # Panics
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_on(
+    path: Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    init: Init<'_>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && ldb >= n, "gemm: leading dimension below n");
+    assert!(fits(c.len(), m, ldc, n, 1), "gemm: C too short");
+    if let Init::Bias(bias) = init {
+        assert!(bias.len() >= n, "gemm: bias too short");
+    }
+    if k == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            match init {
+                Init::Zero => row[..n].fill(0.0),
+                Init::Bias(bias) => row[..n].copy_from_slice(&bias[..n]),
+                Init::Accumulate => {}
+            }
+        }
+        return;
+    }
+    assert!(fits(a.len(), m, a_rs, k, a_cs), "gemm: A too short");
+    assert!(fits(b.len(), k, ldb, n, 1), "gemm: B too short");
+    let p = Problem {
+        m,
+        n,
+        k,
+        a: a.as_ptr(),
+        a_rs,
+        a_cs,
+        b: b.as_ptr(),
+        ldb,
+        c: c.as_mut_ptr(),
+        ldc,
+        bias: match init {
+            Init::Bias(bias) => Some(bias.as_ptr()),
+            _ => None,
+        },
+        accumulate: matches!(init, Init::Accumulate),
+    };
+    let path = if path.supported() {
+        path
+    } else {
+        Path::Portable
+    };
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the bounds of every access were checked above (see `Problem`), and
+        // AVX2 and FMA support was checked at run time by `Path::supported`.
+        Path::Avx2 => unsafe { gemm_avx2(&p) },
+        // SAFETY: the bounds of every access were checked above; the portable tile
+        // needs no CPU feature.
+        _ => unsafe { gemm_body::<4, 1, ISA_PORTABLE>(&p) },
+    }
+}
+
+/// Whether every index `i * rs + j * cs` (`i < rows`, `j < cols`, both at least 1) is
+/// below `len`, computed without overflow (an overflowing shape does not fit).
+fn fits(len: usize, rows: usize, rs: usize, cols: usize, cs: usize) -> bool {
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)));
+    matches!(last, Some(last) if last < len)
+}
+
+/// Which compiled variant of the engine runs (all give the same bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// 6 x 16 register tiles in 256-bit registers.
+    Avx2,
+    /// Plain Rust with [`f32::mul_add`].
+    Portable,
+}
+
+impl Path {
+    /// Every path, fastest first.
+    pub const ALL: [Path; 2] = [Path::Avx2, Path::Portable];
+
+    /// The fastest path this CPU supports.
+    pub fn detect() -> Path {
+        Path::ALL
+            .into_iter()
+            .find(|p| p.supported())
+            .unwrap_or(Path::Portable)
+    }
+
+    /// Whether this CPU can run the path (run-time detection, cached by std).
+    pub fn supported(self) -> bool {
+        match self {
+            Path::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// A validated problem: for `i < m`, `kk < k`, `j < n`, the addresses
+/// `a + i*a_rs + kk*a_cs`, `b + kk*ldb + j`, `c + i*ldc + j` and `bias + j` lie inside
+/// the slices they came from ([`gemm`] asserts this before building one), and `c` is
+/// the only live reference to its memory for the duration of the call.
+struct Problem {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    bias: Option<*const f32>,
+    accumulate: bool,
+}
+
+/// Instruction-set variant of the register tile, as a const generic parameter.
+const ISA_PORTABLE: u8 = 0;
+/// See [`ISA_PORTABLE`].
+const ISA_AVX2: u8 = 1;
+
+/// Row-tile height of the AVX2 path.
+const AVX2_MR: usize = 6;
+/// 8-lane registers per tile row of the AVX2 path (tile width `8 * AVX2_NV`).
+const AVX2_NV: usize = 2;
+
+/// Variant compiled for AVX2 + FMA: `AVX2_MR x 8 AVX2_NV` register tiles.
+///
+/// # Safety
+/// `p` must satisfy the [`Problem`] invariant and the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_avx2(p: &Problem) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { gemm_body::<AVX2_MR, AVX2_NV, ISA_AVX2>(p) }
+}
+
+/// Where a tile's chains start in the current `k` block.
+#[derive(Clone, Copy)]
+enum Start {
+    Zero,
+    Bias(*const f32),
+    Load,
+}
+
+/// The blocked loop nest: `k` blocks outermost, then `MR`-row blocks, then `NR`-column
+/// tiles.
+///
+/// # Safety
+/// `p` must satisfy the [`Problem`] invariant; `ISA` must be supported by the CPU.
+#[inline(always)]
+unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem) {
+    debug_assert!(MR <= MAX_MR);
+    // Packed copy of one `R x kb` tile of `A` (see `row_block`), 8 KiB on the stack,
+    // only when `A` is read down its columns and at least four column tiles reuse it.
+    let mut pack_storage;
+    let pack: &mut [f32] = if p.a_cs != 1 && p.n >= 4 * 8 * NV {
+        pack_storage = [0.0f32; KC * MAX_MR];
+        &mut pack_storage
+    } else {
+        &mut []
+    };
+    let mut k0 = 0;
+    while k0 < p.k {
+        let kb = KC.min(p.k - k0);
+        let start = if k0 > 0 || p.accumulate {
+            Start::Load
+        } else {
+            match p.bias {
+                Some(bias) => Start::Bias(bias),
+                None => Start::Zero,
+            }
+        };
+        let mut i = 0;
+        while i + MR <= p.m {
+            // SAFETY: rows i..i+MR <= m and k block k0..k0+kb <= k are in bounds.
+            unsafe { row_block::<MR, NV, ISA>(p, pack, i..i + MR, k0, kb, start) };
+            i += MR;
+        }
+        let rest = p.m - i;
+        // SAFETY: rows i..m and the k block are in bounds.
+        unsafe {
+            match rest {
+                0 => {}
+                1 => row_block::<1, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                2 => row_block::<2, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                3 => row_block::<3, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                4 => row_block::<4, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                5 => row_block::<5, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                6 => row_block::<6, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                7 => row_block::<7, NV, ISA>(p, pack, i..p.m, k0, kb, start),
+                _ => unreachable!("MR <= MAX_MR = {MAX_MR}"),
+            }
+        }
+        k0 += kb;
+    }
+}
+
+/// Rows `rows` (exactly `R` of them), all columns, `k` block `k0..k0 + kb`.
+///
+/// # Safety
+/// `p` must satisfy the [`Problem`] invariant, `rows.end <= p.m`, `k0 + kb <= p.k`;
+/// `ISA` must be supported by the CPU.
+#[inline(always)]
+unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
+    p: &Problem,
+    pack: &mut [f32],
+    rows: Range<usize>,
+    k0: usize,
+    kb: usize,
+    start: Start,
+) {
+    debug_assert_eq!(rows.len(), R);
+    // SAFETY: (rows.start, k0) is in bounds (rows.start < m, k0 < k); the tile
+    // functions only step within R rows and kb steps of k, in bounds by the contract.
+    let a = unsafe { p.a.add(rows.start * p.a_rs + k0 * p.a_cs) };
+    let full = 8 * NV;
+    // When `A` is read down its columns (`a_cs != 1`, as in `inp^T`), every step of `k`
+    // touches a new cache line; copy the tile to `[kb][R]` order first (the values and
+    // so the results are unchanged) when the caller provided room (`gemm_body` does
+    // when enough column tiles reuse the copy).
+    let ap = if !pack.is_empty() {
+        for kk in 0..kb {
+            for r in 0..R {
+                // SAFETY: r < R rows and kk < kb steps of k are in bounds (contract).
+                pack[kk * R + r] = unsafe { *a.add(r * p.a_rs + kk * p.a_cs) };
+            }
+        }
+        APanel {
+            ptr: pack.as_ptr(),
+            rs: 1,
+            cs: R,
+        }
+    } else {
+        APanel {
+            ptr: a,
+            rs: p.a_rs,
+            cs: p.a_cs,
+        }
+    };
+    debug_assert!(full <= EDGE_MAX);
+    let mut j = 0;
+    while j < p.n {
+        let nr = full.min(p.n - j);
+        // SAFETY: columns j..j+nr <= n; see above for rows and k.
+        unsafe {
+            let b = p.b.add(k0 * p.ldb + j);
+            let c = p.c.add(rows.start * p.ldc + j);
+            let start = match start {
+                Start::Bias(bias) => Start::Bias(bias.add(j)),
+                s => s,
+            };
+            if nr < full {
+                tile_edge::<R>(nr, kb, ap, b, p.ldb, c, p.ldc, start);
+            } else {
+                match ISA {
+                    #[cfg(target_arch = "x86_64")]
+                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, p.ldb, c, p.ldc, start),
+                    _ => tile_edge::<R>(nr, kb, ap, b, p.ldb, c, p.ldc, start),
+                }
+            }
+        }
+        j += nr;
+    }
+}
+
+/// A tile of `A`: element `(r, kk)` at `ptr + r * rs + kk * cs`.
+#[derive(Clone, Copy)]
+struct APanel {
+    ptr: *const f32,
+    rs: usize,
+    cs: usize,
+}
+
+/// Widest tile [`tile_edge`] handles.
+const EDGE_MAX: usize = 32;
+
+/// Portable `R x nr` tile (`nr <= EDGE_MAX`) over `kb` steps of `k`, with
+/// [`f32::mul_add`] (a hardware FMA where the caller's target features have one).
+///
+/// # Safety
+/// For `r < R`, `kk < kb`, `j < nr`: `a.ptr + r*a.rs + kk*a.cs`, `b + kk*ldb + j`,
+/// `c + r*ldc + j` (and `bias + j` for [`Start::Bias`]) are valid, and `c` is not
+/// aliased.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_edge<const R: usize>(
+    nr: usize,
+    kb: usize,
+    a: APanel,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    start: Start,
+) {
+    debug_assert!(nr <= EDGE_MAX);
+    let mut acc = [[0.0f32; EDGE_MAX]; R];
+    // SAFETY (whole body): every offset stays within the ranges of the contract
+    // (column indices are below `nr`).
+    unsafe {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (j, x) in row.iter_mut().enumerate().take(nr) {
+                *x = match start {
+                    Start::Zero => 0.0,
+                    Start::Bias(bias) => *bias.add(j),
+                    Start::Load => *c.add(r * ldc + j),
+                };
+            }
+        }
+        for kk in 0..kb {
+            let brow = b.add(kk * ldb);
+            let acol = a.ptr.add(kk * a.cs);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = *acol.add(r * a.rs);
+                for (j, x) in row.iter_mut().enumerate().take(nr) {
+                    *x = av.mul_add(*brow.add(j), *x);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (j, &x) in row.iter().enumerate().take(nr) {
+                *c.add(r * ldc + j) = x;
+            }
+        }
+    }
+}
+
+/// The x86-64 register tiles (explicit intrinsics, so the accumulators stay in
+/// registers).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{APanel, Start};
+    use std::arch::x86_64::*;
+
+    /// `R x (8 NV)` tile in 256-bit registers (`NV` registers per row); same contract
+    /// as [`super::tile_edge`] with `nr = 8 NV`, plus: the CPU supports AVX2 and FMA
+    /// (only inlined into `gemm_avx2`).
+    #[inline(always)]
+    pub(super) unsafe fn tile_avx2<const R: usize, const NV: usize>(
+        kb: usize,
+        a: APanel,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        start: Start,
+    ) {
+        // SAFETY (whole body): every offset stays within the tile's contract, and the
+        // CPU supports AVX2 and FMA (contract).
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; R];
+            match start {
+                Start::Zero => {}
+                Start::Bias(bias) => {
+                    let mut v = [_mm256_setzero_ps(); NV];
+                    for (q, x) in v.iter_mut().enumerate() {
+                        *x = _mm256_loadu_ps(bias.add(8 * q));
+                    }
+                    acc = [v; R];
+                }
+                Start::Load => {
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        for (q, x) in row.iter_mut().enumerate() {
+                            *x = _mm256_loadu_ps(c.add(r * ldc + 8 * q));
+                        }
+                    }
+                }
+            }
+            let mut ap = a.ptr;
+            let mut bp = b;
+            for _ in 0..kb {
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (q, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(bp.add(8 * q));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_ps(*ap.add(r * a.rs));
+                    for (x, &bq) in row.iter_mut().zip(bv.iter()) {
+                        *x = _mm256_fmadd_ps(av, bq, *x);
+                    }
+                }
+                ap = ap.add(a.cs);
+                bp = bp.add(ldb);
+            }
+            for (r, row) in acc.iter().enumerate() {
+                for (q, &x) in row.iter().enumerate() {
+                    _mm256_storeu_ps(c.add(r * ldc + 8 * q), x);
+                }
+            }
+        }
+    }
+}

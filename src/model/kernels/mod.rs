@@ -1,0 +1,208 @@
+//! Owns the GPT-2 compute kernels: forward and backward of every operation of the
+//! model, single-threaded, `f32`, row-major, on flat slices.
+//! Must never thread, never know about parameters' layout in memory (callers pass
+//! each tensor's slice) and never sum in an order that depends on anything but the
+//! shapes: every result is bitwise reproducible for the same inputs, whatever the
+//! process's thread count.
+//!
+//! # Conventions
+//! * Shapes are given as `[rows, cols]`, row-major; `b` batch, `t` time, `c` channels,
+//!   `n` rows (`b * t`), `v` vocabulary, `nh` heads.
+//! * Forward functions overwrite their outputs. Backward functions *accumulate*
+//!   (`+=`) into every gradient output; the caller zeroes them.
+//! * Wrong slice lengths are caught by `debug_assert!`; in release a wrong length
+//!   either panics (bounds check) or processes fewer elements (iterators stop at the
+//!   shortest slice), never undefined behaviour (every `unsafe` access is guarded by an
+//!   unconditional check).
+//! * Matmuls all go through [`gemm`], whose per-element summation order is fixed (a
+//!   row of a result never depends on which other rows are computed with it).
+//! * Reductions over a row (sums, dot products) use [`sum`]/[`dot`]: eight interleaved
+//!   partial sums combined in a fixed order, so the compiler can vectorise them
+//!   without changing the result.
+//! * Exponentials use [`exp`], a branch-free vectorisable `expf` (a few ulp), so the
+//!   softmaxes and GELU vectorise and do not depend on the platform's libm. The only
+//!   libm call is one `ln` per row for the cross-entropy loss value (no gradient
+//!   depends on it); `sqrt` is correctly rounded everywhere.
+//! * Elementwise and row kernels run through `dispatch!` (8-wide AVX2 when
+//!   available, same bits); matmuls through [`gemm::Path`].
+
+/// `dispatch!(body_fn(arg: Type, ...))` calls `body_fn(arg, ...)` from a function
+/// compiled with AVX2 and FMA enabled when the CPU has them (run-time detection), so
+/// the loops of `body_fn` (which must be `#[inline(always)]`) vectorise 8 wide instead
+/// of 4; otherwise calls it directly. The results are the same bits either way: Rust
+/// never contracts a multiply and an add into an FMA, so only the vector width
+/// changes, and every reduction here has an explicit fixed order ([`sum`], [`dot`]).
+macro_rules! dispatch {
+    ($body:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// The AVX2-compiled trampoline.
+            ///
+            /// # Safety
+            /// The CPU must support AVX2 and FMA.
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            if super::gemm::Path::Avx2.supported() {
+                // SAFETY: AVX2 and FMA support was just checked at run time.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $body($($arg),*)
+    }};
+}
+
+pub mod attention;
+pub mod crossentropy;
+pub mod encoder;
+pub mod gelu;
+pub mod gemm;
+pub mod layernorm;
+pub mod matmul;
+pub mod residual;
+
+pub use attention::{attention_backward, attention_forward};
+pub use crossentropy::{crossentropy_forward, crossentropy_forward_backward, softmax_row};
+pub use encoder::{encoder_backward, encoder_forward};
+pub use gelu::{gelu_backward, gelu_forward};
+pub use layernorm::{layernorm_backward, layernorm_forward};
+pub use matmul::{lm_head_backward, lm_head_forward, matmul_backward, matmul_forward};
+pub use residual::{residual_backward, residual_forward};
+
+/// Lanes of the interleaved partial sums in [`sum`] and [`dot`].
+const LANES: usize = 8;
+
+/// `sum(x)` in a fixed order: lane `l` sums `x[l], x[l + 8], ...` left to right, the
+/// lanes are then added as `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`, then
+/// the tail (`len % 8` elements) left to right.
+#[inline(always)]
+pub fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for ch in chunks {
+        for (a, &v) in acc.iter_mut().zip(ch) {
+            *a += v;
+        }
+    }
+    let mut s = combine(acc);
+    for &v in tail {
+        s += v;
+    }
+    s
+}
+
+/// `sum(a[i] * b[i])` over `min(a.len(), b.len())` elements, in the order of [`sum`]
+/// (products rounded separately, no FMA, so every platform gives the same bits).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let mut acc = [0.0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for ((s, &p), &q) in acc.iter_mut().zip(xa).zip(xb) {
+            *s += p * q;
+        }
+    }
+    let mut s = combine(acc);
+    for (&p, &q) in ta.iter().zip(tb) {
+        s += p * q;
+    }
+    s
+}
+
+/// `max(row)` (`-inf` for an empty row; NaN entries are skipped by `f32::max`), over
+/// eight interleaved lanes so it vectorises (the maximum does not depend on the order,
+/// except possibly the sign of a zero maximum, which changes no result here).
+#[inline(always)]
+pub fn max(row: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for ch in chunks {
+        for (a, &x) in m.iter_mut().zip(ch) {
+            *a = a.max(x);
+        }
+    }
+    let mut best = m.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+    for &x in tail {
+        best = best.max(x);
+    }
+    best
+}
+
+/// The fixed pairwise combination of the eight lanes.
+#[inline(always)]
+fn combine(a: [f32; LANES]) -> f32 {
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+/// `e^x` in single precision, branch-free (vectorisable), within a few ulp of the true
+/// value for `x` in `[-87.3, 88]`. Inputs are clamped to that range first, so very
+/// negative `x` gives about `1.2e-38` instead of a denormal or zero, and large `x` gives
+/// about `1.65e38` instead of infinity. NaN gives NaN.
+///
+/// Method (Cephes `expf`): `x = n ln2 + r` with `n` rounded to nearest by the
+/// `1.5 * 2^23` trick and a two-part `ln2`, a degree-6 polynomial for `e^r` on
+/// `|r| <= ln2 / 2`, and `2^n` built from its exponent bits.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+                                     // `clamp` keeps NaN.
+    let xc = x.clamp(-87.3, 88.0);
+    let t = xc * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    // The low mantissa bits of `t` hold `n` (|n| <= 127) in two's complement.
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let r = xc - n * C1 - n * C2;
+    let p = 1.987_569_2e-4f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+    er * scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_a_few_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let got = exp(x) as f64;
+            let want = (x as f64).exp();
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.001_7;
+        }
+        // 4 ulp of f32 is about 4.8e-7 relative.
+        assert!(worst < 4.8e-7, "worst relative error {worst}");
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(-1e30), exp(-87.3));
+        assert!(exp(1e30).is_finite());
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn sum_and_dot_match_f64() {
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let y: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
+        let s64: f64 = x.iter().map(|&v| v as f64).sum();
+        let d64: f64 = x.iter().zip(&y).map(|(&a, &b)| a as f64 * b as f64).sum();
+        assert!((sum(&x) as f64 - s64).abs() < 1e-5);
+        assert!((dot(&x, &y) as f64 - d64).abs() < 1e-5);
+    }
+}

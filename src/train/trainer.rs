@@ -1,0 +1,421 @@
+//! Owns the single-threaded training step: draw the step's micro-batches, run
+//! forward/backward for each into its own [`GradientSegments`] slot, reduce the slots
+//! in the fixed pairwise order, clip, and apply AdamW. Also the validation loss.
+//! Must never spawn threads or touch atomics directly (the segments protocol is used
+//! single-threaded here so the threaded trainer can reuse its exact summation order),
+//! and never know about files, the CLI or progress bars.
+//!
+//! # Types
+//! * [`TrainConfig`]: everything that determines the trajectory (model shape, batch
+//!   geometry, optimizer, schedule, clipping, seed).
+//! * [`TrainState`]: everything that changes step by step (weights, moments, step
+//!   count, sampler). Saving and restoring it resumes the same trajectory bit for bit.
+//! * [`Trainer`]: a state plus the reusable buffers a step needs.
+//!
+//! # One step `s`
+//! 1. For micro-batch `m` in `0..M`: the sampler draws `batch` windows;
+//!    `forward_backward` overwrites slot `m` with d(mean loss of m)/d(params).
+//! 2. The slots are reduced in the fixed pairwise tree over `m` ([`GradientSegments`]).
+//! 3. The gradient is the mean over micro-batches (`scale = 1/M`); its L2 norm is
+//!    computed in fixed f64 blocks ([`norm`]); if above `grad_clip`, `scale` shrinks.
+//! 4. A non-finite loss or gradient norm stops training with an error naming the step
+//!    (before any update, so the weights stay the last finite ones).
+//! 5. AdamW updates every parameter (weight decay on matrices only).
+//!
+//! The step loss is the mean of the micro-batch losses, summed in `m` order in f64.
+
+use crate::data::{eval_windows, Sampler, SamplerState};
+use crate::model::{self, GptConfig, ModelError, ParamLayout, TrainingContext};
+use crate::segments::{GradientSegments, SegmentsError};
+use crate::train::norm;
+use crate::train::optim::{update_range, AdamState, AdamWConfig};
+use crate::train::schedule::Schedule;
+use core::ops::Range;
+
+/// Everything that determines a training trajectory.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Model shape.
+    pub model: GptConfig,
+    /// Sequences per micro-batch.
+    pub batch: usize,
+    /// Micro-batches per optimizer step (the global batch is `batch * micro_batches`
+    /// sequences, whatever the thread count).
+    pub micro_batches: usize,
+    /// Tokens per sequence (at most `model.n_positions`).
+    pub seq: usize,
+    /// Optimizer steps of the whole run (the schedule's length).
+    pub steps: u64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// AdamW hyper-parameters.
+    pub adamw: AdamWConfig,
+    /// Clip the gradient's L2 norm to this (0 disables clipping).
+    pub grad_clip: f32,
+    /// Seed of the initial weights and of the batch sampler.
+    pub seed: u64,
+}
+
+/// Everything a step changes; with the [`TrainConfig`] it is a complete checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    /// The flat parameter buffer ([`ParamLayout`] order).
+    pub params: Vec<f32>,
+    /// AdamW moments and update count.
+    pub opt: AdamState,
+    /// Steps completed.
+    pub step: u64,
+    /// The batch sampler's position.
+    pub sampler: SamplerState,
+}
+
+/// What one step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// The step's index (0-based).
+    pub step: u64,
+    /// Mean training loss over the step's micro-batches.
+    pub loss: f32,
+    /// L2 norm of the mean gradient before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Tokens processed (`batch * micro_batches * seq`).
+    pub tokens: usize,
+}
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A hyper-parameter is out of range.
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    /// The model rejected its configuration or input.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The data path rejected a request.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// The gradient protocol was misused (a bug, reported instead of racing).
+    #[error(transparent)]
+    Segments(#[from] SegmentsError),
+    /// The loss or gradient stopped being finite.
+    #[error("step {step}: {what} is not finite ({value}); stopping before the update, the weights are those after step {last_good}")]
+    NonFinite {
+        /// The step (0-based) that produced it.
+        step: u64,
+        /// `loss` or `gradient norm`.
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// Steps completed with finite values.
+        last_good: u64,
+    },
+    /// A restored state does not fit the configuration.
+    #[error("state does not match the configuration: {0}")]
+    StateMismatch(String),
+}
+
+/// A training run in progress: state plus reusable buffers.
+pub struct Trainer {
+    cfg: TrainConfig,
+    layout: ParamLayout,
+    decay: Vec<Range<usize>>,
+    state: TrainState,
+    sampler: Sampler,
+    ctx: TrainingContext,
+    segments: GradientSegments,
+    grad: Vec<f32>,
+    tokens: Vec<u32>,
+    targets: Vec<u32>,
+    losses: Vec<f32>,
+}
+
+impl TrainConfig {
+    /// Check every field; the message names the offending one.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.model.validate()?;
+        let bad = |s: String| Err(TrainError::Config(s));
+        if self.batch == 0 {
+            return bad("batch must be at least 1".into());
+        }
+        if self.micro_batches == 0 {
+            return bad("micro-batches must be at least 1".into());
+        }
+        if self.seq == 0 || self.seq > self.model.n_positions {
+            return bad(format!(
+                "sequence length {} must be between 1 and the context length {}",
+                self.seq, self.model.n_positions
+            ));
+        }
+        if self.steps == 0 {
+            return bad("steps must be at least 1".into());
+        }
+        let s = &self.schedule;
+        if !(s.max_lr.is_finite() && s.max_lr > 0.0) {
+            return bad(format!("learning rate {} must be positive", s.max_lr));
+        }
+        if !(s.min_lr.is_finite() && s.min_lr >= 0.0 && s.min_lr <= s.max_lr) {
+            return bad(format!(
+                "minimum learning rate {} must be in [0, {}]",
+                s.min_lr, s.max_lr
+            ));
+        }
+        let a = &self.adamw;
+        if !(a.beta1 >= 0.0 && a.beta1 < 1.0 && a.beta2 >= 0.0 && a.beta2 < 1.0) {
+            return bad(format!(
+                "AdamW betas ({}, {}) must be in [0, 1)",
+                a.beta1, a.beta2
+            ));
+        }
+        if !(a.eps.is_finite() && a.eps > 0.0) {
+            return bad(format!("AdamW eps {} must be positive", a.eps));
+        }
+        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
+            return bad(format!("weight decay {} must be >= 0", a.weight_decay));
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return bad(format!(
+                "gradient clip {} must be >= 0 (0 disables)",
+                self.grad_clip
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tokens consumed by one optimizer step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.batch * self.micro_batches * self.seq
+    }
+}
+
+impl TrainState {
+    /// The state before step 0: GPT-2 initial weights from the seed, zero moments.
+    pub fn initial(cfg: &TrainConfig) -> Result<Self, TrainError> {
+        cfg.validate()?;
+        let params = model::init_params(&cfg.model, cfg.seed);
+        let opt = AdamState::new(params.len());
+        Ok(TrainState {
+            params,
+            opt,
+            step: 0,
+            sampler: Sampler::new(cfg.seed).state(),
+        })
+    }
+}
+
+impl Trainer {
+    /// A trainer starting from `state` (the initial one or a restored checkpoint).
+    pub fn new(cfg: TrainConfig, state: TrainState) -> Result<Self, TrainError> {
+        cfg.validate()?;
+        let layout = ParamLayout::new(&cfg.model);
+        let n = layout.len();
+        if state.params.len() != n || state.opt.m.len() != n || state.opt.v.len() != n {
+            return Err(TrainError::StateMismatch(format!(
+                "the model has {n} parameters, the state holds {} weights and {}/{} moments",
+                state.params.len(),
+                state.opt.m.len(),
+                state.opt.v.len()
+            )));
+        }
+        let decay = decay_ranges(&layout);
+        let ctx = TrainingContext::new(&cfg.model, cfg.batch, cfg.seq)?;
+        // One part: the single-threaded step reduces everything on this thread.
+        let segments = GradientSegments::new(cfg.micro_batches, n, 1)?;
+        let micro = cfg.batch * cfg.seq;
+        Ok(Trainer {
+            sampler: Sampler::from_state(state.sampler),
+            cfg,
+            layout,
+            decay,
+            state,
+            ctx,
+            segments,
+            grad: vec![0.0; n],
+            tokens: vec![0; micro],
+            targets: vec![0; micro],
+            losses: vec![0.0; cfg.micro_batches],
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The parameter layout.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// The current state (with the sampler's position brought up to date).
+    pub fn state(&mut self) -> &TrainState {
+        self.state.sampler = self.sampler.state();
+        &self.state
+    }
+
+    /// Steps completed.
+    pub fn step_count(&self) -> u64 {
+        self.state.step
+    }
+
+    /// The summed (not yet averaged) gradient of the last step, in layout order.
+    pub fn last_gradient_sum(&self) -> &[f32] {
+        &self.grad
+    }
+
+    /// Run one optimizer step on `train` tokens.
+    pub fn step(&mut self, train: &[u32]) -> Result<StepStats, TrainError> {
+        let step = self.state.step;
+        // The segments count their own steps from 0 for this trainer's lifetime.
+        let seg_step = self.segments.completed_steps();
+        for m in 0..self.cfg.micro_batches {
+            self.sampler.next_batch(
+                train,
+                self.cfg.batch,
+                self.cfg.seq,
+                &mut self.tokens,
+                &mut self.targets,
+            )?;
+            let mut slot = self.segments.claim(seg_step, m)?;
+            let (cfg, params, ctx) = (&self.cfg.model, &self.state.params, &mut self.ctx);
+            let (tokens, targets) = (&self.tokens, &self.targets);
+            let loss =
+                slot.write(|g| model::forward_backward(cfg, params, ctx, tokens, targets, g))?;
+            slot.publish();
+            self.losses[m] = loss;
+        }
+        self.segments.reduce_all(seg_step, &mut self.grad)?;
+        self.apply(step)
+    }
+
+    /// Mean loss over the deterministic evaluation windows of `data` (at most
+    /// `max_windows` windows of `seq + 1` tokens, batched `batch` at a time).
+    pub fn eval(&mut self, data: &[u32], max_windows: usize) -> Result<f32, TrainError> {
+        evaluate(
+            &self.cfg,
+            &self.state.params,
+            &mut self.ctx,
+            data,
+            max_windows,
+            &mut self.tokens,
+            &mut self.targets,
+        )
+    }
+
+    /// Consume the trainer, returning its state.
+    pub fn into_state(mut self) -> TrainState {
+        self.state.sampler = self.sampler.state();
+        self.state
+    }
+
+    // ---- helpers ----------------------------------------------------------------
+
+    /// Steps 3-5 of the protocol, given the summed gradient in `self.grad` and the
+    /// micro-batch losses in `self.losses`.
+    fn apply(&mut self, step: u64) -> Result<StepStats, TrainError> {
+        let m = self.cfg.micro_batches;
+        let loss = (self.losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
+        let non_finite = |what, value: f64| TrainError::NonFinite {
+            step,
+            what,
+            value,
+            last_good: step,
+        };
+        if !loss.is_finite() {
+            return Err(non_finite("loss", loss as f64));
+        }
+        let mean_scale = 1.0 / m as f32;
+        let grad_norm = norm::grad_norm(&self.grad, mean_scale);
+        if !grad_norm.is_finite() {
+            return Err(non_finite("gradient norm", grad_norm));
+        }
+        let scale = clip_scale(mean_scale, grad_norm, self.cfg.grad_clip);
+        let lr = self.cfg.schedule.lr(step);
+        let s = self.state.opt.next_scalars(&self.cfg.adamw, lr, scale);
+        let n = self.state.params.len();
+        let opt = &mut self.state.opt;
+        update_range(
+            &self.cfg.adamw,
+            &s,
+            0..n,
+            &self.decay,
+            &mut self.state.params,
+            &self.grad,
+            &mut opt.m,
+            &mut opt.v,
+        );
+        opt.t += 1;
+        self.state.step += 1;
+        Ok(StepStats {
+            step,
+            loss,
+            grad_norm,
+            lr,
+            tokens: self.cfg.tokens_per_step(),
+        })
+    }
+}
+
+/// The factor applied to the summed gradient: the micro-batch mean, shrunk so the
+/// norm is at most `clip` (when `clip > 0`). `norm` is the mean gradient's norm.
+pub fn clip_scale(mean_scale: f32, norm: f64, clip: f32) -> f32 {
+    if clip > 0.0 && norm > clip as f64 {
+        (mean_scale as f64 * (clip as f64 / norm)) as f32
+    } else {
+        mean_scale
+    }
+}
+
+/// The parameter ranges that get weight decay: the 2-D tensors.
+pub fn decay_ranges(layout: &ParamLayout) -> Vec<Range<usize>> {
+    layout
+        .tensors()
+        .iter()
+        .filter(|t| t.is_matrix())
+        .map(|t| t.range())
+        .collect()
+}
+
+/// Mean loss of `params` over the evaluation windows of `data` (see
+/// [`eval_windows`]); windows are batched by the context's batch size, and the
+/// mean is over every position of every window, summed in window order in f64.
+pub fn evaluate(
+    cfg: &TrainConfig,
+    params: &[f32],
+    ctx: &mut TrainingContext,
+    data: &[u32],
+    max_windows: usize,
+    tokens: &mut [u32],
+    targets: &mut [u32],
+) -> Result<f32, TrainError> {
+    let seq = cfg.seq;
+    let batch = cfg.batch;
+    let starts = eval_windows(data.len(), seq, max_windows);
+    if starts.is_empty() {
+        return Err(TrainError::Config(format!(
+            "evaluation data has {} tokens, fewer than one window of {}",
+            data.len(),
+            seq + 1
+        )));
+    }
+    // Full batches use the caller's context; a shorter last chunk gets a context of
+    // its own size, so every window counts exactly once.
+    let mut rest_ctx = None;
+    let mut total = 0.0f64;
+    for chunk in starts.chunks(batch) {
+        let rows = chunk.len();
+        for (b, &start) in chunk.iter().enumerate() {
+            tokens[b * seq..(b + 1) * seq].copy_from_slice(&data[start..start + seq]);
+            targets[b * seq..(b + 1) * seq].copy_from_slice(&data[start + 1..start + seq + 1]);
+        }
+        let ctx = if rows == batch {
+            &mut *ctx
+        } else {
+            rest_ctx.insert(TrainingContext::new(&cfg.model, rows, seq)?)
+        };
+        let (t, y) = (&tokens[..rows * seq], &targets[..rows * seq]);
+        total += model::forward_loss(&cfg.model, params, ctx, t, y)? as f64 * rows as f64;
+    }
+    Ok((total / starts.len() as f64) as f32)
+}
