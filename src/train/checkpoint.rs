@@ -1,7 +1,7 @@
 //! Owns the checkpoint directory format: what files a checkpoint holds, how a new one
 //! replaces the old one crash-safely, and how loading validates every part.
 //! Must never run training or know about threads; file mechanics live in
-//! [`checkpoint_io`](super::checkpoint_io).
+//! [`checkpoint_io`].
 //!
 //! # Layout of an output directory `OUT`
 //! * `OUT/step-NNNNNNNN/`: one complete checkpoint, loadable by Hugging Face

@@ -5,7 +5,7 @@
 //! Each `(batch, head)` pair is a handful of small matmuls through [`gemm`] (the
 //! engine reads `q`, `k`, `v` in place through strides; keys and values are transposed
 //! into a per-thread buffer where a transpose is needed) plus row softmaxes. The
-//! matmuls run in causal row blocks of [`ROW_BLOCK`] rows: those of rows `r0..r1` only
+//! matmuls run in causal row blocks of `ROW_BLOCK` (12) rows: those of rows `r0..r1` only
 //! reach positions `< r1` (rounded up to whole column tiles for the scores, whose
 //! masked entries are then overwritten). Inside a block the masked probabilities are
 //! exact zeros, so a later position never changes an earlier result as long as its
