@@ -122,6 +122,13 @@ pub struct HfConfig {
     /// Always true: the LM head is the token embedding.
     #[serde(default = "yes")]
     pub tie_word_embeddings: bool,
+    /// No special tokens (the byte vocabulary has none); written as `null` so
+    /// transformers does not assume GPT-2's 50256.
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// As `bos_token_id`.
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -159,6 +166,8 @@ impl HfConfig {
             embd_pdrop: 0.0,
             attn_pdrop: 0.0,
             tie_word_embeddings: true,
+            bos_token_id: None,
+            eos_token_id: None,
         }
     }
 
