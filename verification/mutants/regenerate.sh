@@ -23,7 +23,7 @@ gen wq-tail-load-store src/queue/work.rs 's/match self\.tail\.compare_exchange_w
 gen wq-no-wake-on-push src/queue/work.rs 's/(slot\.stamp\.store\(tail \+ 1, Ordering::Release\);\n)\s*self\.not_empty\.notify\(\);\n/$1/'
 gen wq-no-wake-on-pop src/queue/work.rs 's/(\.store\(head\.wrapping_add\(self\.one_lap\), Ordering::Release\);\n)\s*self\.not_full\.notify\(\);\n/$1/'
 gen wq-no-wake-on-close src/queue/work.rs 's/(self\.tail\.fetch_or\(self\.mark_bit, Ordering::SeqCst\);\n)\s*self\.not_empty\.notify\(\);\n/$1/'
-gen wq-lap-off-by-one src/queue/work.rs 's/let mark_bit = \(capacity \+ 1\)\.next_power_of_two\(\);/let mark_bit = capacity.next_power_of_two();/'
+gen wq-full-off-by-one src/queue/work.rs 's/\} else if stamp\.wrapping_add\(self\.one_lap\) == tail \+ 1 \{/} else if stamp.wrapping_add(self.one_lap) == tail {/'
 gen wq-wrap-off-by-one src/queue/work.rs 's/if index \+ 1 < self\.slots\.len\(\) \{/if index < self.slots.len() {/'
 gen event-no-fence src/sync/event.rs 's/(self\.waiters\.fetch_add\(1, Ordering::Relaxed\);\n\s*\/\/[^\n]*\n)\s*P::fence\(Ordering::SeqCst\);\n/$1/'
 gen pf-publish-relaxed src/queue/prefetch.rs 's/shared\.tail\.store\(self\.tail, Ordering::Release\)/shared.tail.store(self.tail, Ordering::Relaxed)/'
