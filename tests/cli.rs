@@ -154,7 +154,7 @@ fn bad_training_input_is_one_line_and_leaves_no_output() {
     run(&["--steps", "0", "--out", o], "steps");
     run(&["--epochs=-2", "--out", o], "epochs");
     run(&["--grad-clip", "nan", "--out", o], "clip");
-    run(&["--threads", "2", "--out", o], "threads");
+    run(&["--threads", "0", "--out", o], "threads");
     fails_cleanly(
         &["train", "--width", "10", "--heads", "3", "--out", o],
         "divisible",

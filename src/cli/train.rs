@@ -71,8 +71,9 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of the batch order.
     #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     pub seed: u64,
-    /// Worker threads. The threaded trainer is not built yet: only 1 is accepted.
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads for the forward/backward phase (at most one per micro-batch is
+    /// used). Results are bitwise identical for any thread count.
+    #[arg(long, default_value_t = super::default_threads())]
     pub threads: usize,
     /// Output directory: checkpoints, metrics.jsonl, loss.svg. Must be new, empty, or
     /// an earlier cllm output directory (whose checkpoint is then replaced)
@@ -102,11 +103,8 @@ pub struct TrainArgs {
 
 /// Run `cllm train`.
 pub fn run(args: TrainArgs) -> Result<()> {
-    if args.threads != 1 {
-        bail!(
-            "--threads {}: the threaded trainer is not implemented yet; use --threads 1",
-            args.threads
-        );
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
     }
     if args.eval_every == 0 {
         bail!("--eval-every must be at least 1");
@@ -165,7 +163,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             state.step
         );
     }
-    let mut trainer = Trainer::new(cfg, state).context("setting up the trainer")?;
+    let mut trainer =
+        Trainer::with_threads(cfg, state, args.threads).context("setting up the trainer")?;
     let n_params = trainer.layout().len();
     let files = match corpus.n_files {
         0 => String::new(),
@@ -273,9 +272,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         entropy.map(|h| ("entropy rate (floor)", h)),
     )?;
     println!(
-        "trained {} steps in {secs:.1} s: {:.0} tokens/s on 1 thread",
+        "trained {} steps in {secs:.1} s: {:.0} tokens/s on {} worker thread(s)",
         stop - first_step,
-        tokens / secs
+        tokens / secs,
+        trainer.threads()
     );
     if let Some(val) = last_val {
         println!(

@@ -1,6 +1,6 @@
 //! Training (issue 3): optimizer, learning-rate schedule, gradient norm, the
 //! single-threaded trainer, checkpoints and run reports. Composes `model`, `data` and
-//! `segments`; knows nothing of atomics and never spawns threads.
+//! `segments`; knows nothing of atomics; only `workers` spawns threads.
 
 pub mod checkpoint;
 pub mod checkpoint_io;
@@ -10,3 +10,4 @@ pub mod optim;
 pub mod report;
 pub mod schedule;
 pub mod trainer;
+pub mod workers;

@@ -1,9 +1,10 @@
 //! Owns the single-threaded training step: draw the step's micro-batches, run
 //! forward/backward for each into its own [`GradientSegments`] slot, reduce the slots
 //! in the fixed pairwise order, clip, and apply AdamW. Also the validation loss.
-//! Must never spawn threads or touch atomics directly (the segments protocol is used
-//! single-threaded here so the threaded trainer can reuse its exact summation order),
-//! and never know about files, the CLI or progress bars.
+//! Must never touch atomics directly or let the thread count change a number: the
+//! forward/backward phase may run on several workers ([`workers`](super::workers)),
+//! but slot `m` always holds micro-batch `m` and the reduction order is fixed. Never
+//! knows about files, the CLI or progress bars.
 //!
 //! # Types
 //! * [`TrainConfig`]: everything that determines the trajectory (model shape, batch
@@ -13,8 +14,10 @@
 //! * [`Trainer`]: a state plus the reusable buffers a step needs.
 //!
 //! # One step `s`
-//! 1. For micro-batch `m` in `0..M`: the sampler draws `batch` windows;
-//!    `forward_backward` overwrites slot `m` with d(mean loss of m)/d(params).
+//! 1. For micro-batch `m` in `0..M` (in order, on this thread): the sampler draws
+//!    `batch` windows. Then, on one or more workers, `forward_backward` overwrites
+//!    slot `m` with d(mean loss of m)/d(params); the phase ends when every worker
+//!    has joined.
 //! 2. The slots are reduced in the fixed pairwise tree over `m` ([`GradientSegments`]).
 //! 3. The gradient is the mean over micro-batches (`scale = 1/M`); its L2 norm is
 //!    computed in fixed f64 blocks ([`norm`]); if above `grad_clip`, `scale` shrinks.
@@ -30,6 +33,7 @@ use crate::segments::{GradientSegments, SegmentsError};
 use crate::train::norm;
 use crate::train::optim::{update_range, AdamState, AdamWConfig};
 use crate::train::schedule::Schedule;
+use crate::train::workers::{forward_backward_all, MicroBatch};
 use core::ops::Range;
 
 /// Everything that determines a training trajectory.
@@ -111,6 +115,14 @@ pub enum TrainError {
         /// Steps completed with finite values.
         last_good: u64,
     },
+    /// A worker thread panicked (the panic message went to stderr).
+    #[error("step {step}: worker {worker} panicked; training stopped before the update")]
+    WorkerPanicked {
+        /// The step (0-based).
+        step: u64,
+        /// The worker's index.
+        worker: usize,
+    },
     /// A restored state does not fit the configuration.
     #[error("state does not match the configuration: {0}")]
     StateMismatch(String),
@@ -123,9 +135,11 @@ pub struct Trainer {
     decay: Vec<Range<usize>>,
     state: TrainState,
     sampler: Sampler,
-    ctx: TrainingContext,
+    /// One per worker; `contexts[0]` also serves evaluation.
+    contexts: Vec<TrainingContext>,
     segments: GradientSegments,
     grad: Vec<f32>,
+    batches: Vec<MicroBatch>,
     tokens: Vec<u32>,
     targets: Vec<u32>,
     losses: Vec<f32>,
@@ -205,9 +219,23 @@ impl TrainState {
 }
 
 impl Trainer {
-    /// A trainer starting from `state` (the initial one or a restored checkpoint).
+    /// A single-threaded trainer starting from `state` (the initial one or a
+    /// restored checkpoint).
     pub fn new(cfg: TrainConfig, state: TrainState) -> Result<Self, TrainError> {
+        Self::with_threads(cfg, state, 1)
+    }
+
+    /// A trainer whose forward/backward phase runs on `threads` workers (each with
+    /// its own context). Every number it produces is the same for any `threads`.
+    pub fn with_threads(
+        cfg: TrainConfig,
+        state: TrainState,
+        threads: usize,
+    ) -> Result<Self, TrainError> {
         cfg.validate()?;
+        if threads == 0 {
+            return Err(TrainError::Config("threads must be at least 1".into()));
+        }
         let layout = ParamLayout::new(&cfg.model);
         let n = layout.len();
         if state.params.len() != n || state.opt.m.len() != n || state.opt.v.len() != n {
@@ -219,7 +247,11 @@ impl Trainer {
             )));
         }
         let decay = decay_ranges(&layout);
-        let ctx = TrainingContext::new(&cfg.model, cfg.batch, cfg.seq)?;
+        // More workers than micro-batches would only idle.
+        let workers = threads.min(cfg.micro_batches);
+        let contexts = (0..workers)
+            .map(|_| TrainingContext::new(&cfg.model, cfg.batch, cfg.seq))
+            .collect::<Result<Vec<_>, _>>()?;
         // One part: the single-threaded step reduces everything on this thread.
         let segments = GradientSegments::new(cfg.micro_batches, n, 1)?;
         let micro = cfg.batch * cfg.seq;
@@ -229,9 +261,16 @@ impl Trainer {
             layout,
             decay,
             state,
-            ctx,
+            contexts,
             segments,
             grad: vec![0.0; n],
+            batches: vec![
+                MicroBatch {
+                    tokens: vec![0; micro],
+                    targets: vec![0; micro],
+                };
+                cfg.micro_batches
+            ],
             tokens: vec![0; micro],
             targets: vec![0; micro],
             losses: vec![0.0; cfg.micro_batches],
@@ -254,6 +293,11 @@ impl Trainer {
         &self.state
     }
 
+    /// Worker threads of the forward/backward phase.
+    pub fn threads(&self) -> usize {
+        self.contexts.len()
+    }
+
     /// Steps completed.
     pub fn step_count(&self) -> u64 {
         self.state.step
@@ -269,22 +313,25 @@ impl Trainer {
         let step = self.state.step;
         // The segments count their own steps from 0 for this trainer's lifetime.
         let seg_step = self.segments.completed_steps();
-        for m in 0..self.cfg.micro_batches {
+        for b in self.batches.iter_mut() {
             self.sampler.next_batch(
                 train,
                 self.cfg.batch,
                 self.cfg.seq,
-                &mut self.tokens,
-                &mut self.targets,
+                &mut b.tokens,
+                &mut b.targets,
             )?;
-            let mut slot = self.segments.claim(seg_step, m)?;
-            let (cfg, params, ctx) = (&self.cfg.model, &self.state.params, &mut self.ctx);
-            let (tokens, targets) = (&self.tokens, &self.targets);
-            let loss =
-                slot.write(|g| model::forward_backward(cfg, params, ctx, tokens, targets, g))?;
-            slot.publish();
-            self.losses[m] = loss;
         }
+        forward_backward_all(
+            &self.cfg.model,
+            &self.state.params,
+            &mut self.contexts,
+            &self.segments,
+            seg_step,
+            &self.batches,
+            &mut self.losses,
+            step,
+        )?;
         self.segments.reduce_all(seg_step, &mut self.grad)?;
         self.apply(step)
     }
@@ -295,7 +342,7 @@ impl Trainer {
         evaluate(
             &self.cfg,
             &self.state.params,
-            &mut self.ctx,
+            &mut self.contexts[0],
             data,
             max_windows,
             &mut self.tokens,

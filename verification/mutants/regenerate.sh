@@ -36,3 +36,4 @@ gen seg-publish-relaxed src/segments/mod.rs 's/segments\.published\.fetch_add\(1
 gen seg-claim-without-cas src/segments/mod.rs 's/if state\s*\.stamp\s*\.compare_exchange\(stamp, stamp \+ 1, Ordering::Acquire, Ordering::Relaxed\)\s*\.is_ok\(\)/if { state.stamp.store(stamp + 1, Ordering::Release); true }/'
 gen seg-part-reduced-twice src/segments/mod.rs 's/if generation\s*\.compare_exchange\(step, step \+ 1, Ordering::Relaxed, Ordering::Relaxed\)\s*\.is_err\(\)/if { generation.store(step + 1, Ordering::Relaxed); false }/'
 gen reduce-tree-split-moved src/segments/reduce.rs 's/let mid = inputs\.len\(\) \/ 2;/let mid = inputs.len().div_ceil(2);/'
+gen train-batch-slot-mismatch src/train/workers.rs 's/fill_slot\(cfg, params, ctx, segments, seg_step, m, &batches\[m\]\)/fill_slot(cfg, params, ctx, segments, seg_step, m, &batches[(m + 1) % batches.len()])/'
