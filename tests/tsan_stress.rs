@@ -1,5 +1,6 @@
 //! Std-thread stress scenarios of all three protocols on the production `Std` platform,
-//! asserting their properties. Built with `harness = false` so that it runs cleanly
+//! and a 4-thread training run (weights shared read-only by the workers), asserting
+//! their properties. Built with `harness = false` so that it runs cleanly
 //! under ThreadSanitizer (libtest's own result channel is uninstrumented std code and
 //! produces false reports); `verification/tsan.sh` runs it with `-Zsanitizer=thread`,
 //! and plain `cargo test` runs it too. Prints `N passed, 0 failed`; exits 1 on failure.
@@ -167,6 +168,60 @@ fn segments(threads: usize, n_slots: usize, n_parts: usize, steps: usize) {
     );
 }
 
+/// Ten training steps of a small model with 4 workers over 8 micro-batches: the
+/// final weights equal the single-threaded run's bitwise.
+fn training(threads: usize, steps: u64) {
+    use cllm::data::{Corpus, MarkovSource};
+    use cllm::model::GptConfig;
+    use cllm::train::optim::AdamWConfig;
+    use cllm::train::schedule::Schedule;
+    use cllm::train::trainer::{TrainConfig, TrainState, Trainer};
+    let cfg = TrainConfig {
+        model: GptConfig {
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 16,
+            n_positions: 8,
+            vocab_size: 256,
+        },
+        batch: 2,
+        micro_batches: 8,
+        seq: 8,
+        steps,
+        schedule: Schedule {
+            max_lr: 1e-2,
+            min_lr: 1e-3,
+            warmup: 2,
+            total: steps,
+        },
+        adamw: AdamWConfig::default(),
+        grad_clip: 1.0,
+        seed: 5,
+    };
+    let source = MarkovSource::new(1, 1, 0.3).expect("source");
+    let corpus =
+        Corpus::from_bytes(&source.generate(5_000, 2), "tsan".into(), 0.1).expect("corpus");
+    let run = |threads: usize| {
+        let state = TrainState::initial(&cfg).expect("init");
+        let mut trainer = Trainer::with_threads(cfg, state, threads).expect("trainer");
+        for _ in 0..steps {
+            trainer.step(&corpus.train).expect("finite step");
+        }
+        let bits: Vec<u32> = trainer
+            .into_state()
+            .params
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        bits
+    };
+    assert_eq!(
+        run(threads),
+        run(1),
+        "threaded weights equal single-threaded"
+    );
+}
+
 /// A named stress scenario.
 type Scenario = (&'static str, Box<dyn Fn()>);
 
@@ -196,6 +251,7 @@ fn main() {
         ),
         ("segments 4 threads", Box::new(|| segments(4, 6, 4, 20))),
         ("segments 2 threads", Box::new(|| segments(2, 3, 2, 20))),
+        ("training 4 threads, 10 steps", Box::new(|| training(4, 10))),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, scenario) in scenarios {
