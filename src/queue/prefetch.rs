@@ -214,12 +214,11 @@ impl<T, E, P: Platform> PrefetchQueue<T, E, P> {
 
     /// End of stream or the producer's error, once.
     fn report_outcome(&mut self) -> Result<Option<T>, PrefetchError<E>> {
-        // SAFETY: `done` was observed with Acquire, so the producer has finished
-        // writing `outcome` and never touches it again; only this consumer reads it.
-        let outcome = self
-            .shared
-            .outcome
-            .with_mut(|cell| unsafe { core::mem::replace(&mut *cell, Outcome::Reported) });
+        let outcome = self.shared.outcome.with_mut(|cell| {
+            // SAFETY: `done` was observed with Acquire, so the producer has finished
+            // writing `outcome` and never touches it again; only this consumer reads it.
+            unsafe { core::mem::replace(&mut *cell, Outcome::Reported) }
+        });
         match outcome {
             Outcome::Failed(err) => Err(err),
             Outcome::Running | Outcome::Finished | Outcome::Reported => Ok(None),
@@ -307,11 +306,11 @@ impl<T, E, P: Platform> Producer<T, E, P> {
                 payload.as_ref(),
             ))),
         };
-        // SAFETY: the consumer reads `outcome` only after observing `done`, which is
-        // stored below; until then the producer thread is its only accessor.
-        self.shared
-            .outcome
-            .with_mut(|cell| unsafe { *cell = outcome });
+        self.shared.outcome.with_mut(|cell| {
+            // SAFETY: the consumer reads `outcome` only after observing `done`, which is
+            // stored below; until then the producer thread is its only accessor.
+            unsafe { *cell = outcome }
+        });
         // Release: publishes the last tail store and `outcome` to the consumer.
         self.shared.done.store(true, Ordering::Release);
         self.shared.not_empty.notify();

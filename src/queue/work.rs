@@ -212,11 +212,12 @@ impl<T, P: Platform> WorkQueue<T, P> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the CAS made this thread the only owner of the slot, and
-                        // the stamp (Acquire above) says the pusher finished writing it.
-                        let value = slot
-                            .value
-                            .with(|cell| unsafe { (*cell).assume_init_read() });
+                        let value = slot.value.with(|cell| {
+                            // SAFETY: the CAS made this thread the only owner of the slot,
+                            // and the stamp (Acquire above) says the pusher finished
+                            // writing it.
+                            unsafe { (*cell).assume_init_read() }
+                        });
                         // Release: hands the empty slot to the next lap's pusher.
                         slot.stamp
                             .store(head.wrapping_add(self.one_lap), Ordering::Release);
