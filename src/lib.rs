@@ -12,5 +12,6 @@ pub mod data;
 pub mod model;
 pub mod queue;
 pub mod segments;
+pub mod step;
 pub mod sync;
 pub mod train;

@@ -1,13 +1,15 @@
-//! The threaded forward/backward phase changes no number: for every thread count
-//! from 1 to 6 and several micro-batch counts, every step's loss, gradient sum and
-//! the final weights, moments and sampler state are bitwise identical to the
-//! single-threaded trainer's.
+//! Threads and schedulers change no number: for every thread count from 1 to 6,
+//! both schedulers and several micro-batch counts, every step's loss, gradient sum
+//! and the final weights, moments and sampler state are bitwise identical to the
+//! single-threaded reference (`Trainer::step`), whether the steps run one call at a
+//! time or in one long run.
 
 use cllm::data::{Corpus, MarkovSource};
 use cllm::model::GptConfig;
 use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
-use cllm::train::trainer::{TrainConfig, TrainState, Trainer};
+use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
+use std::sync::Arc;
 
 fn config(micro_batches: usize, seed: u64) -> TrainConfig {
     TrainConfig {
@@ -38,11 +40,11 @@ fn bits(xs: &[f32]) -> Vec<u32> {
     xs.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Per step (loss bits, gradient-sum bits), and the final state.
-fn run(cfg: TrainConfig, threads: usize, train: &[u32]) -> (Vec<(u32, Vec<u32>)>, TrainState) {
-    let mut trainer =
-        Trainer::with_threads(cfg, TrainState::initial(&cfg).unwrap(), threads).unwrap();
-    assert_eq!(trainer.threads(), threads.min(cfg.micro_batches));
+type Trace = Vec<(u32, Vec<u32>)>;
+
+/// Per step (loss bits, gradient-sum bits), and the final state, from the reference.
+fn reference(cfg: TrainConfig, train: &[u32]) -> (Trace, TrainState) {
+    let mut trainer = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
     let mut trace = Vec::new();
     for _ in 0..cfg.steps {
         let stats = trainer.step(train).unwrap();
@@ -51,22 +53,115 @@ fn run(cfg: TrainConfig, threads: usize, train: &[u32]) -> (Vec<(u32, Vec<u32>)>
     (trace, trainer.into_state())
 }
 
+/// The same through `Trainer::run`, one step per call.
+fn threaded(
+    cfg: TrainConfig,
+    threads: usize,
+    scheduler: Scheduler,
+    train: &Arc<[u32]>,
+) -> (Trace, TrainState) {
+    let state = TrainState::initial(&cfg).unwrap();
+    let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler).unwrap();
+    assert_eq!(trainer.threads(), threads.min(cfg.micro_batches));
+    let mut trace = Vec::new();
+    for _ in 0..cfg.steps {
+        let mut loss = None;
+        let report = trainer
+            .run(train, 1, &mut |s| {
+                loss = Some(s.loss.to_bits());
+                true
+            })
+            .unwrap();
+        assert_eq!(report.steps, 1);
+        trace.push((loss.unwrap(), bits(trainer.last_gradient_sum())));
+    }
+    (trace, trainer.into_state())
+}
+
 #[test]
-fn every_thread_count_gives_the_single_threaded_bits() {
+fn every_thread_count_and_scheduler_gives_the_single_threaded_bits() {
     let source = MarkovSource::new(2, 2, 0.2).unwrap();
     let corpus = Corpus::from_bytes(&source.generate(20_000, 3), "test".into(), 0.1).unwrap();
+    let train: Arc<[u32]> = corpus.train.clone().into();
     for (micro_batches, seed) in [(1, 1), (3, 2), (5, 3), (8, 4)] {
         let cfg = config(micro_batches, seed);
-        let (want_trace, want) = run(cfg, 1, &corpus.train);
-        for threads in 2..=6 {
-            let (trace, got) = run(cfg, threads, &corpus.train);
-            assert_eq!(trace, want_trace, "M={micro_batches}, {threads} threads");
-            assert_eq!(bits(&got.params), bits(&want.params));
-            assert_eq!(bits(&got.opt.m), bits(&want.opt.m));
-            assert_eq!(bits(&got.opt.v), bits(&want.opt.v));
-            assert_eq!((got.step, got.sampler), (want.step, want.sampler));
+        let (want_trace, want) = reference(cfg, &corpus.train);
+        for scheduler in [Scheduler::LockFree, Scheduler::Barrier] {
+            for threads in 1..=6 {
+                let (trace, got) = threaded(cfg, threads, scheduler, &train);
+                let what = format!("M={micro_batches}, {threads} threads, {scheduler:?}");
+                assert_eq!(trace, want_trace, "{what}");
+                assert_eq!(bits(&got.params), bits(&want.params), "{what}");
+                assert_eq!(bits(&got.opt.m), bits(&want.opt.m), "{what}");
+                assert_eq!(bits(&got.opt.v), bits(&want.opt.v), "{what}");
+                assert_eq!(
+                    (got.step, got.opt.t, got.sampler),
+                    (want.step, want.opt.t, want.sampler),
+                    "{what}"
+                );
+            }
         }
     }
+}
+
+#[test]
+fn one_long_run_equals_one_step_at_a_time() {
+    let source = MarkovSource::new(2, 2, 0.2).unwrap();
+    let corpus = Corpus::from_bytes(&source.generate(20_000, 5), "test".into(), 0.1).unwrap();
+    let train: Arc<[u32]> = corpus.train.clone().into();
+    let cfg = config(4, 9);
+    let (want_trace, want) = reference(cfg, &corpus.train);
+    for scheduler in [Scheduler::LockFree, Scheduler::Barrier] {
+        let state = TrainState::initial(&cfg).unwrap();
+        let mut trainer = Trainer::with_scheduler(cfg, state, 3, scheduler).unwrap();
+        let mut losses = Vec::new();
+        let report = trainer
+            .run(&train, cfg.steps, &mut |s| {
+                losses.push(s.loss.to_bits());
+                true
+            })
+            .unwrap();
+        assert_eq!(report.steps, cfg.steps);
+        assert_eq!(report.workers.len(), 3);
+        assert_eq!(
+            report.workers.iter().map(|w| w.jobs).sum::<usize>(),
+            4 * cfg.steps as usize
+        );
+        let want_losses: Vec<u32> = want_trace.iter().map(|t| t.0).collect();
+        assert_eq!(losses, want_losses, "{scheduler:?}");
+        assert_eq!(
+            bits(trainer.last_gradient_sum()),
+            want_trace.last().unwrap().1
+        );
+        let got = trainer.into_state();
+        assert_eq!(bits(&got.params), bits(&want.params), "{scheduler:?}");
+        assert_eq!((got.step, got.sampler), (want.step, want.sampler));
+    }
+}
+
+#[test]
+fn stopping_early_keeps_the_consumed_position() {
+    let source = MarkovSource::new(2, 2, 0.2).unwrap();
+    let corpus = Corpus::from_bytes(&source.generate(20_000, 6), "test".into(), 0.1).unwrap();
+    let train: Arc<[u32]> = corpus.train.clone().into();
+    let cfg = config(2, 4);
+    let (_, want) = {
+        let mut t = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
+        let mut tr = Vec::new();
+        for _ in 0..2 {
+            tr.push(t.step(&corpus.train).unwrap().loss);
+        }
+        (tr, t.into_state())
+    };
+    let state = TrainState::initial(&cfg).unwrap();
+    let mut trainer = Trainer::with_scheduler(cfg, state, 2, Scheduler::LockFree).unwrap();
+    // Ask for every step but stop after the second: the pre-fetch thread has drawn
+    // ahead, yet the state must be the one after exactly two steps.
+    let report = trainer.run(&train, cfg.steps, &mut |s| s.step < 1).unwrap();
+    assert_eq!(report.steps, 2);
+    let got = trainer.into_state();
+    assert_eq!(bits(&got.params), bits(&want.params));
+    assert_eq!((got.step, got.sampler), (want.step, want.sampler));
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub mod reduce;
 /// per-block quantities (such as a gradient norm) independently of the part count.
 pub const PART_ALIGN: usize = 256;
 
-use crate::sync::{AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};
+use crate::sync::{AtomicFlag, AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};
 use core::ops::Range;
 
 /// Misuse of the segment protocol (all are caller bugs, reported instead of racing).
@@ -110,6 +110,9 @@ pub enum SegmentsError {
     /// A constructor argument was zero or inconsistent.
     #[error("invalid segment layout: {0}")]
     Layout(&'static str),
+    /// [`GradientSegments::abort`] was called: a participant failed, nobody waits on.
+    #[error("the step was aborted")]
+    Aborted,
 }
 
 struct Slot<P: Platform> {
@@ -140,6 +143,7 @@ pub struct GradientSegments<P: Platform = Std> {
     part_generation: Box<[P::AtomicUsize]>,
     published: CachePadded<P::AtomicUsize>,
     reduced: CachePadded<P::AtomicUsize>,
+    aborted: P::AtomicBool,
     slots_free: Event<P>,
     all_published: Event<P>,
 }
@@ -181,6 +185,7 @@ impl<P: Platform> GradientSegments<P> {
             part_generation: (0..n_parts).map(|_| P::AtomicUsize::new(0)).collect(),
             published: CachePadded(P::AtomicUsize::new(0)),
             reduced: CachePadded(P::AtomicUsize::new(0)),
+            aborted: P::AtomicBool::new(false),
             slots_free: Event::new(),
             all_published: Event::new(),
         })
@@ -233,8 +238,12 @@ impl<P: Platform> GradientSegments<P> {
                 });
             }
             if current < step {
-                self.slots_free
-                    .wait_until(|| state.stamp.load(Ordering::Acquire) >= 3 * step);
+                if self.is_aborted() {
+                    return Err(SegmentsError::Aborted);
+                }
+                self.slots_free.wait_until(|| {
+                    state.stamp.load(Ordering::Acquire) >= 3 * step || self.is_aborted()
+                });
                 continue;
             }
             if phase != 0 {
@@ -291,13 +300,9 @@ impl<P: Platform> GradientSegments<P> {
                 got: out.len(),
             });
         }
-        let target = (step + 1) * self.n_slots();
-        // Acquire: pairs with every publisher's Release increment (a release sequence
-        // of RMWs), so all slot writes of the step happen before our reads. Waiting
-        // first also settles the part's generation: once every slot of `step` is
-        // published, step `step - 1` has been fully reduced (its slots were freed).
-        self.all_published
-            .wait_until(|| self.published.load(Ordering::Acquire) >= target);
+        // Waiting first also settles the part's generation: once every slot of `step`
+        // is published, step `step - 1` has been fully reduced (its slots were freed).
+        self.wait_published(step)?;
         let next = generation.load(Ordering::Relaxed);
         if next != step {
             return Err(SegmentsError::PartNotDue { part, step, next });
@@ -326,6 +331,40 @@ impl<P: Platform> GradientSegments<P> {
             self.slots_free.notify();
         }
         Ok(())
+    }
+
+    /// Block until every slot of step `step` is published (then every slot write of
+    /// the step happens before whatever the caller does next), or fail with
+    /// `Aborted` once [`GradientSegments::abort`] was called.
+    pub fn wait_published(&self, step: usize) -> Result<(), SegmentsError> {
+        let target = (step + 1) * self.n_slots();
+        // Acquire: pairs with every publisher's Release increment (a release sequence
+        // of RMWs), so all slot writes of the step happen before our reads.
+        let ready = || self.published.load(Ordering::Acquire) >= target;
+        if !ready() {
+            self.all_published
+                .wait_until(|| ready() || self.is_aborted());
+            if !ready() {
+                return Err(SegmentsError::Aborted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Make every current and future wait fail with `Aborted` (a participant failed
+    /// and will never publish or reduce). Idempotent.
+    pub fn abort(&self) {
+        // Relaxed: the flag carries no data; the notifies' SeqCst fences order it
+        // before the waiters' re-check (see `Event`).
+        self.aborted.store(true, Ordering::Relaxed);
+        self.all_published.notify();
+        self.slots_free.notify();
+    }
+
+    /// Whether [`GradientSegments::abort`] was called.
+    pub fn is_aborted(&self) -> bool {
+        // Relaxed: a flag with no data behind it (see `abort`).
+        self.aborted.load(Ordering::Relaxed)
     }
 
     /// Reduce every part of step `step`, in order, on this thread (the

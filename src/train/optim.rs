@@ -67,7 +67,14 @@ impl AdamState {
 
     /// The scalars of the next update (`t + 1`).
     pub fn next_scalars(&self, cfg: &AdamWConfig, lr: f32, grad_scale: f32) -> StepScalars {
-        let t = (self.t + 1) as i32;
+        StepScalars::for_update(cfg, self.t + 1, lr, grad_scale)
+    }
+}
+
+impl StepScalars {
+    /// The scalars of update number `t` (1-based).
+    pub fn for_update(cfg: &AdamWConfig, t: u64, lr: f32, grad_scale: f32) -> StepScalars {
+        let t = t as i32;
         StepScalars {
             lr,
             grad_scale,
@@ -91,6 +98,37 @@ pub fn update_range(
     m: &mut [f32],
     v: &mut [f32],
 ) {
+    let r = range.clone();
+    update_part(
+        cfg,
+        s,
+        range,
+        decay,
+        &mut params[r.clone()],
+        &grads[r.clone()],
+        &mut m[r.clone()],
+        &mut v[r],
+    );
+}
+
+/// As [`update_range`], but the four slices hold only `range` (element `i` of each is
+/// parameter `range.start + i`): the shape a sharded optimizer owns.
+#[allow(clippy::too_many_arguments)]
+pub fn update_part(
+    cfg: &AdamWConfig,
+    s: &StepScalars,
+    range: Range<usize>,
+    decay: &[Range<usize>],
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    let base = range.start;
+    let mut span = |wd: f32, abs: Range<usize>| {
+        let local = abs.start - base..abs.end - base;
+        update_span(cfg, s, wd, local, params, grads, m, v);
+    };
     let mut at = range.start;
     for d in decay
         .iter()
@@ -98,19 +136,10 @@ pub fn update_range(
     {
         let d = d.start.clamp(range.start, range.end)..d.end.clamp(range.start, range.end);
         if d.start > at {
-            update_span(cfg, s, 0.0, at..d.start, params, grads, m, v);
+            span(0.0, at..d.start);
         }
         if !d.is_empty() {
-            update_span(
-                cfg,
-                s,
-                cfg.weight_decay,
-                d.start.max(at)..d.end,
-                params,
-                grads,
-                m,
-                v,
-            );
+            span(cfg.weight_decay, d.start.max(at)..d.end);
             at = d.end;
         } else {
             at = at.max(d.start);

@@ -30,11 +30,16 @@
 use crate::data::{eval_windows, Sampler, SamplerState};
 use crate::model::{self, GptConfig, ModelError, ParamLayout, TrainingContext};
 use crate::segments::{GradientSegments, SegmentsError};
+use crate::step::WorkerStats;
+use crate::train::lockfree::RunReport;
 use crate::train::norm;
 use crate::train::optim::{update_range, AdamState, AdamWConfig};
 use crate::train::schedule::Schedule;
-use crate::train::workers::{forward_backward_all, MicroBatch};
+use crate::train::workers::{forward_backward_serial, MicroBatch};
+use crate::train::{barrier, lockfree};
 use core::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything that determines a training trajectory.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -123,16 +128,73 @@ pub enum TrainError {
         /// The worker's index.
         worker: usize,
     },
+    /// A worker's forward/backward failed.
+    #[error("step {step}: worker {worker} failed: {source}")]
+    WorkerFailed {
+        /// The step (0-based).
+        step: u64,
+        /// The worker's index.
+        worker: usize,
+        /// What went wrong.
+        source: Box<TrainError>,
+    },
+    /// Another participant failed first; this one only saw the run end.
+    #[error("the run was aborted")]
+    Aborted,
+    /// An earlier step failed; the trainer's state is not trustworthy any more.
+    #[error("an earlier step failed; this trainer cannot continue")]
+    Poisoned,
     /// A restored state does not fit the configuration.
     #[error("state does not match the configuration: {0}")]
     StateMismatch(String),
+}
+
+/// How a threaded run schedules its workers (both give the same bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheduler {
+    /// Main thread draws batches, workers meet at a `std::sync::Barrier` twice per
+    /// step, the main thread reduces and updates alone (the baseline).
+    Barrier,
+    /// Pre-fetch thread, work queue, parallel reduction and sharded update ordered by
+    /// the lock-free step protocol.
+    #[default]
+    LockFree,
+}
+
+/// Totals over every run of a trainer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunTotals {
+    /// Wall time inside `run`.
+    pub wall: Duration,
+    /// Per worker, summed over runs.
+    pub workers: Vec<WorkerStats>,
+}
+
+impl RunTotals {
+    /// Each worker's busy time over the wall time (0 before any run).
+    pub fn utilization(&self) -> Vec<f64> {
+        let wall = self.wall.as_secs_f64();
+        self.workers
+            .iter()
+            .map(|w| {
+                if wall > 0.0 {
+                    w.busy.as_secs_f64() / wall
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
 }
 
 /// A training run in progress: state plus reusable buffers.
 pub struct Trainer {
     cfg: TrainConfig,
     layout: ParamLayout,
-    decay: Vec<Range<usize>>,
+    decay: Arc<[Range<usize>]>,
+    scheduler: Scheduler,
+    poisoned: bool,
+    totals: RunTotals,
     state: TrainState,
     sampler: Sampler,
     /// One per worker; `contexts[0]` also serves evaluation.
@@ -225,12 +287,23 @@ impl Trainer {
         Self::with_threads(cfg, state, 1)
     }
 
-    /// A trainer whose forward/backward phase runs on `threads` workers (each with
-    /// its own context). Every number it produces is the same for any `threads`.
+    /// A trainer whose [`Trainer::run`] uses `threads` workers (each with its own
+    /// context) under the lock-free scheduler. Every number it produces is the same
+    /// for any `threads`.
     pub fn with_threads(
         cfg: TrainConfig,
         state: TrainState,
         threads: usize,
+    ) -> Result<Self, TrainError> {
+        Self::with_scheduler(cfg, state, threads, Scheduler::LockFree)
+    }
+
+    /// As [`Trainer::with_threads`], with a choice of scheduler.
+    pub fn with_scheduler(
+        cfg: TrainConfig,
+        state: TrainState,
+        threads: usize,
+        scheduler: Scheduler,
     ) -> Result<Self, TrainError> {
         cfg.validate()?;
         if threads == 0 {
@@ -246,7 +319,7 @@ impl Trainer {
                 state.opt.v.len()
             )));
         }
-        let decay = decay_ranges(&layout);
+        let decay: Arc<[Range<usize>]> = decay_ranges(&layout).into();
         // More workers than micro-batches would only idle.
         let workers = threads.min(cfg.micro_batches);
         let contexts = (0..workers)
@@ -260,6 +333,9 @@ impl Trainer {
             cfg,
             layout,
             decay,
+            scheduler,
+            poisoned: false,
+            totals: RunTotals::default(),
             state,
             contexts,
             segments,
@@ -293,9 +369,92 @@ impl Trainer {
         &self.state
     }
 
-    /// Worker threads of the forward/backward phase.
+    /// Workers of [`Trainer::run`] (the requested threads, at most one per
+    /// micro-batch).
     pub fn threads(&self) -> usize {
         self.contexts.len()
+    }
+
+    /// The scheduler of [`Trainer::run`].
+    pub fn scheduler(&self) -> Scheduler {
+        self.scheduler
+    }
+
+    /// Wall time and per-worker busy time over every run so far.
+    pub fn totals(&self) -> &RunTotals {
+        &self.totals
+    }
+
+    /// Run up to `steps` optimizer steps on the trainer's workers and scheduler.
+    /// `on_step` runs on this thread after every step; returning `false` stops the
+    /// run after that step. The trajectory is bitwise the one of [`Trainer::step`].
+    /// After an error the trainer refuses further work ([`TrainError::Poisoned`]).
+    pub fn run(
+        &mut self,
+        train: &Arc<[u32]>,
+        steps: u64,
+        on_step: &mut dyn FnMut(&StepStats) -> bool,
+    ) -> Result<RunReport, TrainError> {
+        if self.poisoned {
+            return Err(TrainError::Poisoned);
+        }
+        self.poisoned = true;
+        let workers = self.threads();
+        self.contexts.truncate(workers);
+        let report = match self.scheduler {
+            Scheduler::LockFree => {
+                self.state.sampler = self.sampler.state();
+                let contexts = core::mem::take(&mut self.contexts);
+                let (contexts, result) = lockfree::run::<crate::sync::Std>(
+                    &self.cfg,
+                    &mut self.state,
+                    &self.decay,
+                    contexts,
+                    train,
+                    steps,
+                    &mut self.grad,
+                    on_step,
+                );
+                self.contexts = contexts;
+                self.sampler = Sampler::from_state(self.state.sampler);
+                result?
+            }
+            Scheduler::Barrier => barrier::run(
+                barrier::BarrierRun {
+                    cfg: &self.cfg,
+                    decay: &self.decay,
+                    segments: &self.segments,
+                    sampler: &mut self.sampler,
+                    grad: &mut self.grad,
+                    train,
+                },
+                &mut self.state,
+                &mut self.contexts,
+                steps,
+                on_step,
+            )?,
+        };
+        // A worker that panicked lost its context; only a successful run gets here.
+        while self.contexts.len() < workers {
+            self.contexts.push(TrainingContext::new(
+                &self.cfg.model,
+                self.cfg.batch,
+                self.cfg.seq,
+            )?);
+        }
+        self.totals.wall += report.wall;
+        self.totals.workers.resize(
+            report.workers.len().max(self.totals.workers.len()),
+            WorkerStats::default(),
+        );
+        for (t, w) in self.totals.workers.iter_mut().zip(&report.workers) {
+            t.busy += w.busy;
+            t.jobs += w.jobs;
+            t.parts += w.parts;
+            t.steps += w.steps;
+        }
+        self.poisoned = false;
+        Ok(report)
     }
 
     /// Steps completed.
@@ -308,8 +467,12 @@ impl Trainer {
         &self.grad
     }
 
-    /// Run one optimizer step on `train` tokens.
+    /// Run one optimizer step on `train` tokens, entirely on the calling thread (the
+    /// reference every scheduler is compared with).
     pub fn step(&mut self, train: &[u32]) -> Result<StepStats, TrainError> {
+        if self.poisoned {
+            return Err(TrainError::Poisoned);
+        }
         let step = self.state.step;
         // The segments count their own steps from 0 for this trainer's lifetime.
         let seg_step = self.segments.completed_steps();
@@ -322,15 +485,14 @@ impl Trainer {
                 &mut b.targets,
             )?;
         }
-        forward_backward_all(
+        forward_backward_serial(
             &self.cfg.model,
             &self.state.params,
-            &mut self.contexts,
+            &mut self.contexts[0],
             &self.segments,
             seg_step,
             &self.batches,
             &mut self.losses,
-            step,
         )?;
         self.segments.reduce_all(seg_step, &mut self.grad)?;
         self.apply(step)
@@ -361,47 +523,70 @@ impl Trainer {
     /// Steps 3-5 of the protocol, given the summed gradient in `self.grad` and the
     /// micro-batch losses in `self.losses`.
     fn apply(&mut self, step: u64) -> Result<StepStats, TrainError> {
-        let m = self.cfg.micro_batches;
-        let loss = (self.losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
-        let non_finite = |what, value: f64| TrainError::NonFinite {
-            step,
-            what,
-            value,
-            last_good: step,
-        };
-        if !loss.is_finite() {
-            return Err(non_finite("loss", loss as f64));
-        }
-        let mean_scale = 1.0 / m as f32;
-        let grad_norm = norm::grad_norm(&self.grad, mean_scale);
-        if !grad_norm.is_finite() {
-            return Err(non_finite("gradient norm", grad_norm));
-        }
-        let scale = clip_scale(mean_scale, grad_norm, self.cfg.grad_clip);
-        let lr = self.cfg.schedule.lr(step);
-        let s = self.state.opt.next_scalars(&self.cfg.adamw, lr, scale);
-        let n = self.state.params.len();
-        let opt = &mut self.state.opt;
-        update_range(
-            &self.cfg.adamw,
-            &s,
-            0..n,
+        let stats = apply_update(
+            &self.cfg,
             &self.decay,
             &mut self.state.params,
+            &mut self.state.opt,
             &self.grad,
-            &mut opt.m,
-            &mut opt.v,
-        );
-        opt.t += 1;
-        self.state.step += 1;
-        Ok(StepStats {
+            &self.losses,
             step,
-            loss,
-            grad_norm,
-            lr,
-            tokens: self.cfg.tokens_per_step(),
-        })
+        )?;
+        self.state.step += 1;
+        Ok(stats)
     }
+}
+
+/// Steps 3-5 of a step on one thread: the mean loss, the norm of the mean gradient,
+/// clipping, the non-finite check, and AdamW over every parameter (advancing `t`).
+/// `grad` is the summed gradient and `losses` the micro-batch losses.
+pub fn apply_update(
+    cfg: &TrainConfig,
+    decay: &[Range<usize>],
+    params: &mut [f32],
+    opt: &mut AdamState,
+    grad: &[f32],
+    losses: &[f32],
+    step: u64,
+) -> Result<StepStats, TrainError> {
+    let m = cfg.micro_batches;
+    let loss = (losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
+    let non_finite = |what, value: f64| TrainError::NonFinite {
+        step,
+        what,
+        value,
+        last_good: step,
+    };
+    if !loss.is_finite() {
+        return Err(non_finite("loss", loss as f64));
+    }
+    let mean_scale = 1.0 / m as f32;
+    let grad_norm = norm::grad_norm(grad, mean_scale);
+    if !grad_norm.is_finite() {
+        return Err(non_finite("gradient norm", grad_norm));
+    }
+    let scale = clip_scale(mean_scale, grad_norm, cfg.grad_clip);
+    let lr = cfg.schedule.lr(step);
+    let s = opt.next_scalars(&cfg.adamw, lr, scale);
+    let n = params.len();
+    update_range(
+        &cfg.adamw,
+        &s,
+        0..n,
+        decay,
+        params,
+        grad,
+        &mut opt.m,
+        &mut opt.v,
+    );
+    opt.t += 1;
+    Ok(StepStats {
+        step,
+        loss,
+        grad_norm,
+        lr,
+        tokens: cfg.tokens_per_step(),
+    })
 }
 
 /// The factor applied to the summed gradient: the micro-batch mean, shrunk so the

@@ -1,0 +1,220 @@
+//! Owns the barrier scheduler: the design the seed notes started from, kept as the
+//! measured baseline. Workers live for the whole run; every step the main thread
+//! draws the micro-batches, all participants meet at a [`std::sync::Barrier`], each
+//! computes a fixed share (micro-batch `m` goes to worker `m % n`) into slot `m`,
+//! they meet again, and the main thread alone reduces and updates.
+//! Must never let the thread count change a number (slot `m` is micro-batch `m`,
+//! the reduction is the fixed pairwise tree) and never let a failed worker hang the
+//! others: a failure is recorded and the worker keeps meeting the barriers.
+
+use crate::data::Sampler;
+use crate::model::{self, TrainingContext};
+use crate::segments::GradientSegments;
+use crate::step::WorkerStats;
+use crate::train::lockfree::RunReport;
+use crate::train::trainer::{apply_update, StepStats, TrainConfig, TrainError, TrainState};
+use crate::train::workers::MicroBatch;
+use core::cell::UnsafeCell;
+use core::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::Instant;
+
+/// Everything the main thread needs besides the workers' contexts.
+pub struct BarrierRun<'a> {
+    /// The configuration.
+    pub cfg: &'a TrainConfig,
+    /// Weight-decay ranges.
+    pub decay: &'a [Range<usize>],
+    /// The gradient slots (one part).
+    pub segments: &'a GradientSegments,
+    /// The batch sampler (advanced by the main thread).
+    pub sampler: &'a mut Sampler,
+    /// The summed gradient buffer.
+    pub grad: &'a mut Vec<f32>,
+    /// Training tokens.
+    pub train: &'a [u32],
+}
+
+/// Data the main thread writes between barriers and workers read inside them.
+struct Shared<T>(UnsafeCell<T>);
+
+// SAFETY: every access is ordered by the two barriers of a step (see `run`): the main
+// thread writes only while every worker waits at the start barrier, workers read
+// (and write their own losses) only between the start and end barriers.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The raw pointer (dereferenced only under the barrier discipline above).
+    fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+/// Run up to `steps` steps on `contexts.len()` participants (the caller is worker 0).
+pub fn run(
+    r: BarrierRun<'_>,
+    state: &mut TrainState,
+    contexts: &mut [TrainingContext],
+    steps: u64,
+    on_step: &mut dyn FnMut(&StepStats) -> bool,
+) -> Result<RunReport, TrainError> {
+    let started = Instant::now();
+    let cfg = r.cfg;
+    let n = contexts.len().max(1);
+    let m = cfg.micro_batches;
+    let micro = cfg.batch * cfg.seq;
+    let batches = Shared(UnsafeCell::new(vec![
+        MicroBatch {
+            tokens: vec![0; micro],
+            targets: vec![0; micro],
+        };
+        m
+    ]));
+    let losses: Vec<Shared<f32>> = (0..m).map(|_| Shared(UnsafeCell::new(0.0))).collect();
+    let params = Shared(UnsafeCell::new(core::mem::take(&mut state.params)));
+    // (segment step, training step) of the step in progress.
+    let seg_step = Shared(UnsafeCell::new((0usize, 0u64)));
+    let barrier = Barrier::new(n);
+    let go = AtomicBool::new(true);
+    let failure: Mutex<Option<TrainError>> = Mutex::new(None);
+    let (first, rest) = contexts.split_at_mut(1);
+    let mut done = 0u64;
+
+    let work = |worker: usize, ctx: &mut TrainingContext, step: u64, stats: &mut WorkerStats| {
+        let t0 = Instant::now();
+        for mb in (worker..m).step_by(n) {
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: between the barriers (see `Shared`): the main thread does not
+                // write params, batches or the step counter now.
+                let (p, b, (g, _)) =
+                    unsafe { (&*params.get(), &(&*batches.get())[mb], *seg_step.get()) };
+                let mut slot = r.segments.claim(g, mb)?;
+                let loss = slot.write(|grad| {
+                    model::forward_backward(&cfg.model, p, ctx, &b.tokens, &b.targets, grad)
+                })?;
+                slot.publish();
+                // SAFETY: only the worker that owns micro-batch `mb` writes its loss.
+                unsafe { *losses[mb].0.get() = loss };
+                Ok::<_, TrainError>(())
+            }));
+            let err = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(TrainError::WorkerFailed {
+                    step,
+                    worker,
+                    source: Box::new(e),
+                }),
+                Err(_) => Some(TrainError::WorkerPanicked { step, worker }),
+            };
+            if let Some(e) = err {
+                failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                break;
+            }
+            stats.jobs += 1;
+        }
+        stats.busy += t0.elapsed();
+    };
+
+    let result = std::thread::scope(|scope| {
+        let handles: Vec<_> = rest
+            .iter_mut()
+            .enumerate()
+            .map(|(i, ctx)| {
+                let (work, barrier, go) = (&work, &barrier, &go);
+                let step_now = &seg_step;
+                scope.spawn(move || {
+                    let mut stats = WorkerStats::default();
+                    loop {
+                        barrier.wait();
+                        // Relaxed: the barrier orders the main thread's store before us.
+                        if !go.load(Ordering::Relaxed) {
+                            return stats;
+                        }
+                        stats.steps += 1;
+                        // SAFETY: between the barriers, read-only (see `Shared`).
+                        let (_, step) = unsafe { *step_now.get() };
+                        work(i + 1, ctx, step, &mut stats);
+                        barrier.wait();
+                    }
+                })
+            })
+            .collect();
+
+        let mut leader = WorkerStats::default();
+        let mut outcome = Ok(());
+        while done < steps {
+            let step = state.step + done;
+            let ctx0 = &mut first[0];
+            {
+                // SAFETY: every worker waits at the start barrier: nobody reads these.
+                let (b, g) = unsafe { (&mut *batches.get(), &mut *seg_step.get()) };
+                *g = (r.segments.completed_steps(), step);
+                if let Err(e) = b.iter_mut().try_for_each(|b| {
+                    r.sampler
+                        .next_batch(r.train, cfg.batch, cfg.seq, &mut b.tokens, &mut b.targets)
+                }) {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+            barrier.wait();
+            leader.steps += 1;
+            work(0, ctx0, step, &mut leader);
+            barrier.wait();
+            if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                outcome = Err(e);
+                break;
+            }
+            let t0 = Instant::now();
+            // SAFETY: workers wait at the start barrier again; the main thread alone
+            // touches params and losses until it next waits.
+            let (p, ls) = unsafe {
+                (
+                    &mut *params.get(),
+                    losses.iter().map(|l| *l.get()).collect::<Vec<f32>>(),
+                )
+            };
+            // SAFETY: as above.
+            let (g, _) = unsafe { *seg_step.get() };
+            let stats = r
+                .segments
+                .reduce_all(g, r.grad)
+                .map_err(TrainError::from)
+                .and_then(|()| apply_update(cfg, r.decay, p, &mut state.opt, r.grad, &ls, step));
+            leader.busy += t0.elapsed();
+            match stats {
+                Ok(stats) => {
+                    done += 1;
+                    if !on_step(&stats) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        // Relaxed: the barrier below orders it before every worker's load.
+        go.store(false, Ordering::Relaxed);
+        barrier.wait();
+        let mut workers = vec![leader];
+        for h in handles {
+            workers.push(h.join().unwrap_or_default());
+        }
+        outcome.map(|()| workers)
+    });
+    state.params = params.0.into_inner();
+    state.step += done;
+    let workers = result?;
+    Ok(RunReport {
+        steps: done,
+        wall: started.elapsed(),
+        workers,
+    })
+}

@@ -1,0 +1,406 @@
+//! Owns the lock-free scheduler (the seed notes' Phases 2A-2D): a pre-fetch thread
+//! draws micro-batches into the [`PrefetchQueue`], the leader (the calling thread)
+//! feeds each step's micro-batches into the [`StepProtocol`], and every worker,
+//! leader included, computes micro-batches with its own [`TrainingContext`], reduces
+//! gradient parts in parallel and applies AdamW to the parts it reduced.
+//! Must never let timing change a number: micro-batch `m` always fills slot `m`, the
+//! reduction order is fixed, the norm is summed in fixed blocks, and every worker
+//! computes the same step decision. Never touches files or the CLI.
+//!
+//! Generic over [`Platform`] so the whole trainer runs under shuttle in the tests.
+
+use crate::data::{DataError, Sampler, SamplerState};
+use crate::model::{self, TrainingContext};
+use crate::queue::PrefetchQueue;
+use crate::step::{StepError, StepHooks, StepProtocol, WorkerStats};
+use crate::sync::{Join, Platform};
+use crate::train::norm;
+use crate::train::optim::{update_part, StepScalars};
+use crate::train::trainer::{clip_scale, StepStats, TrainConfig, TrainError, TrainState};
+use core::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One micro-batch on its way to a worker.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Input tokens (`batch * seq`).
+    pub tokens: Vec<u32>,
+    /// Next-token targets.
+    pub targets: Vec<u32>,
+    /// The training step it belongs to (for error reports).
+    pub step: u64,
+    /// The sampler's state right after drawing it (what a checkpoint records once
+    /// this micro-batch is consumed).
+    pub sampler_after: SamplerState,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunReport {
+    /// Steps completed.
+    pub steps: u64,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// One entry per worker (worker 0 is the calling thread).
+    pub workers: Vec<WorkerStats>,
+}
+
+/// The decision every worker reaches for a step.
+pub struct Decision {
+    /// What the step measured.
+    pub stats: StepStats,
+    scalars: StepScalars,
+}
+
+/// Run up to `steps` optimizer steps on `workers` participants (`contexts.len()`),
+/// updating `state` in place and leaving the last step's summed gradient in
+/// `last_grad`. `on_step` runs on the calling thread after each step;
+/// returning `false` stops the run after that step. Returns the contexts (a worker
+/// that panicked loses its own) and the report or the first real error.
+#[allow(clippy::too_many_arguments)]
+pub fn run<P: Platform>(
+    cfg: &TrainConfig,
+    state: &mut TrainState,
+    decay: &Arc<[Range<usize>]>,
+    mut contexts: Vec<TrainingContext>,
+    train: &Arc<[u32]>,
+    steps: u64,
+    last_grad: &mut Vec<f32>,
+    on_step: &mut dyn FnMut(&StepStats) -> bool,
+) -> (Vec<TrainingContext>, Result<RunReport, TrainError>) {
+    let started = Instant::now();
+    let n_workers = contexts.len();
+    if n_workers == 0 || steps == 0 {
+        let report = RunReport {
+            wall: started.elapsed(),
+            workers: vec![WorkerStats::default(); n_workers],
+            ..RunReport::default()
+        };
+        return (contexts, Ok(report));
+    }
+    let m = cfg.micro_batches;
+    let n_parts = 4 * n_workers;
+    let weights = core::mem::take(&mut state.params);
+    let aux = vec![
+        core::mem::take(&mut state.opt.m),
+        core::mem::take(&mut state.opt.v),
+    ];
+    let protocol = match StepProtocol::<Fetched, P>::new(m, n_parts, weights, aux) {
+        Ok(p) => Arc::new(p),
+        Err(e) => return (contexts, Err(e.into())),
+    };
+    let hooks = |ctx, worker| TrainHooks {
+        cfg: *cfg,
+        ctx,
+        decay: Arc::clone(decay),
+        worker,
+        first_step: state.step,
+        first_t: state.opt.t,
+    };
+    let mut leader_hooks = hooks(contexts.remove(0), 0);
+    let mut handles = Vec::new();
+    let mut spawn_error = None;
+    for (i, ctx) in contexts.into_iter().enumerate() {
+        let worker = i + 1;
+        let protocol = Arc::clone(&protocol);
+        let mut h = hooks(ctx, worker);
+        let spawned = P::spawn(&format!("cllm-worker-{worker}"), move || {
+            let mut stats = WorkerStats::default();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                protocol.work(worker, &mut h, &mut stats)
+            }));
+            let result = match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    protocol.abort();
+                    Err(StepError::Hook(panicked(&protocol, h.first_step, worker)))
+                }
+            };
+            (h.ctx, stats, result)
+        });
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                spawn_error = Some(TrainError::Config(format!("starting worker {worker}: {e}")));
+                break;
+            }
+        }
+    }
+
+    let mut leader_stats = WorkerStats::default();
+    let mut done = 0u64;
+    let mut sampler_after = state.sampler;
+    let mut leader_error = spawn_error;
+    if leader_error.is_none() {
+        match start_prefetch::<P>(cfg, state, train, steps) {
+            Err(e) => leader_error = Some(e),
+            Ok(mut prefetch) => {
+                while done < steps {
+                    let step = done as usize;
+                    let mut batch = Vec::with_capacity(m);
+                    let fetched = (0..m).try_for_each(|_| match prefetch.recv() {
+                        Ok(Some(f)) => {
+                            sampler_after = f.sampler_after;
+                            batch.push(f);
+                            Ok(())
+                        }
+                        Ok(None) => Err(TrainError::Config(
+                            "the pre-fetch thread ended early".into(),
+                        )),
+                        Err(e) => Err(TrainError::Config(format!("pre-fetch: {e}"))),
+                    });
+                    if let Err(e) = fetched {
+                        leader_error = Some(e);
+                        break;
+                    }
+                    if let Err(e) = protocol.feed(step, batch) {
+                        leader_error = Some(TrainError::Config(e.to_string()));
+                        break;
+                    }
+                    let led = catch_unwind(AssertUnwindSafe(|| {
+                        protocol.lead(step, &mut leader_hooks, &mut leader_stats)
+                    }));
+                    match led {
+                        Ok(Ok(decision)) => {
+                            done += 1;
+                            if !on_step(&decision.stats) {
+                                break;
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            leader_error = Some(step_error(e));
+                            break;
+                        }
+                        Err(_) => {
+                            leader_error = Some(panicked(&protocol, state.step, 0));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if leader_error.is_some() {
+        protocol.abort();
+    } else {
+        protocol.stop();
+    }
+
+    // Join everyone, then pick the error to report: the leader's own unless it only
+    // saw the abort, else the first worker's real one.
+    let mut contexts = vec![leader_hooks.ctx];
+    let mut workers = vec![leader_stats];
+    let mut errors = Vec::new();
+    if let Some(e) = leader_error {
+        errors.push(e);
+    }
+    for (i, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok((ctx, stats, result)) => {
+                contexts.push(ctx);
+                workers.push(stats);
+                if let Err(e) = result {
+                    errors.push(step_error(e));
+                }
+            }
+            Err(_) => errors.push(panicked(&protocol, state.step, i + 1)),
+        }
+    }
+    let aborted_only = |e: &TrainError| matches!(e, TrainError::Aborted);
+    let error = errors
+        .iter()
+        .position(|e| !aborted_only(e))
+        .map(|i| errors.swap_remove(i))
+        .or_else(|| errors.pop());
+
+    let protocol = match Arc::try_unwrap(protocol) {
+        Ok(p) => p,
+        Err(_) => {
+            return (
+                contexts,
+                Err(TrainError::Config("a worker outlived the run".into())),
+            )
+        }
+    };
+    let (weights, grad, mut aux) = protocol.into_buffers();
+    state.params = weights;
+    if done > 0 {
+        *last_grad = grad;
+    }
+    state.opt.v = aux.pop().unwrap_or_default();
+    state.opt.m = aux.pop().unwrap_or_default();
+    state.opt.t += done;
+    state.step += done;
+    state.sampler = sampler_after;
+    let report = RunReport {
+        steps: done,
+        wall: started.elapsed(),
+        workers,
+    };
+    (contexts, error.map_or(Ok(report), Err))
+}
+
+/// Start the pre-fetch thread: it draws `steps * micro_batches` micro-batches in
+/// order from a sampler at `state.sampler`.
+fn start_prefetch<P: Platform>(
+    cfg: &TrainConfig,
+    state: &TrainState,
+    train: &Arc<[u32]>,
+    steps: u64,
+) -> Result<PrefetchQueue<Fetched, DataError, P>, TrainError> {
+    let (batch, seq, m) = (cfg.batch, cfg.seq, cfg.micro_batches);
+    let mut sampler = Sampler::from_state(state.sampler);
+    let first_step = state.step;
+    let train = Arc::clone(train);
+    let capacity = crate::queue::PREFETCH_DEFAULT_CAPACITY.min(2 * m).max(1);
+    PrefetchQueue::spawn(capacity, move |producer| {
+        for s in 0..steps {
+            for _ in 0..m {
+                let (mut tokens, mut targets) = (vec![0; batch * seq], vec![0; batch * seq]);
+                sampler.next_batch(&train, batch, seq, &mut tokens, &mut targets)?;
+                let item = Fetched {
+                    tokens,
+                    targets,
+                    step: first_step + s,
+                    sampler_after: sampler.state(),
+                };
+                if producer.send(item).is_err() {
+                    return Ok(()); // the trainer stopped early
+                }
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| TrainError::Config(format!("starting the pre-fetch thread: {e}")))
+}
+
+// ---- the hooks: what a worker does inside the protocol ----------------------------
+
+struct TrainHooks {
+    cfg: TrainConfig,
+    ctx: TrainingContext,
+    decay: Arc<[Range<usize>]>,
+    worker: usize,
+    first_step: u64,
+    first_t: u64,
+}
+
+impl StepHooks<Fetched> for TrainHooks {
+    type Error = TrainError;
+    type Decision = Decision;
+
+    fn compute(
+        &mut self,
+        weights: &[f32],
+        job: &Fetched,
+        grad: &mut [f32],
+    ) -> Result<f32, TrainError> {
+        model::forward_backward(
+            &self.cfg.model,
+            weights,
+            &mut self.ctx,
+            &job.tokens,
+            &job.targets,
+            grad,
+        )
+        .map_err(|e| TrainError::WorkerFailed {
+            step: job.step,
+            worker: self.worker,
+            source: Box::new(e.into()),
+        })
+    }
+
+    fn summarize(&mut self, _range: Range<usize>, grad: &[f32], out: &mut Vec<f64>) {
+        let mean_scale = 1.0 / self.cfg.micro_batches as f32;
+        // Parts start on the NORM_BLOCK grid, so the part's blocks are global blocks.
+        norm::block_sums(grad, 0..grad.len(), mean_scale, out);
+    }
+
+    fn decide(
+        &self,
+        step: usize,
+        losses: &[f32],
+        summaries: &[&Vec<f64>],
+    ) -> Result<Decision, TrainError> {
+        let cfg = &self.cfg;
+        let m = cfg.micro_batches;
+        let global = self.first_step + step as u64;
+        let loss = (losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
+        let non_finite = |what, value: f64| TrainError::NonFinite {
+            step: global,
+            what,
+            value,
+            last_good: global,
+        };
+        if !loss.is_finite() {
+            return Err(non_finite("loss", loss as f64));
+        }
+        let blocks: Vec<f64> = summaries.iter().flat_map(|s| s.iter().copied()).collect();
+        let grad_norm = norm::norm_from_blocks(&blocks);
+        if !grad_norm.is_finite() {
+            return Err(non_finite("gradient norm", grad_norm));
+        }
+        let scale = clip_scale(1.0 / m as f32, grad_norm, cfg.grad_clip);
+        let lr = cfg.schedule.lr(global);
+        let t = self.first_t + step as u64 + 1;
+        Ok(Decision {
+            stats: StepStats {
+                step: global,
+                loss,
+                grad_norm,
+                lr,
+                tokens: cfg.tokens_per_step(),
+            },
+            scalars: StepScalars::for_update(&cfg.adamw, t, lr, scale),
+        })
+    }
+
+    fn update(
+        &mut self,
+        d: &Decision,
+        range: Range<usize>,
+        weights: &mut [f32],
+        grad: &[f32],
+        aux: &mut [&mut [f32]],
+    ) {
+        if let [m, v] = aux {
+            update_part(
+                &self.cfg.adamw,
+                &d.scalars,
+                range,
+                &self.decay,
+                weights,
+                grad,
+                m,
+                v,
+            );
+        }
+    }
+}
+
+// ---- helpers ----------------------------------------------------------------------
+
+fn step_error(e: StepError<TrainError>) -> TrainError {
+    match e {
+        StepError::Aborted => TrainError::Aborted,
+        StepError::Protocol(e) => TrainError::Segments(e),
+        StepError::Feed { step, what } => {
+            TrainError::Config(format!("feeding step {step}: {what}"))
+        }
+        StepError::Hook(e) => e,
+    }
+}
+
+fn panicked<P: Platform>(
+    protocol: &StepProtocol<Fetched, P>,
+    first_step: u64,
+    worker: usize,
+) -> TrainError {
+    TrainError::WorkerPanicked {
+        step: first_step + protocol.steps_fed().saturating_sub(1) as u64,
+        worker,
+    }
+}
