@@ -52,6 +52,7 @@ use crate::queue::WorkQueue;
 use crate::segments::{GradientSegments, SegmentsError};
 use crate::sync::{AtomicFlag, AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};
 use core::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// One unit of work of step `step`: fills gradient slot `slot`.
@@ -116,6 +117,15 @@ pub enum StepError<E> {
     /// A hook failed (the run is aborted for everyone).
     #[error("a step hook failed")]
     Hook(#[source] E),
+    /// A hook panicked in this participant (the run is aborted for everyone; the
+    /// panic message went to stderr).
+    #[error("step {step}: worker {worker} panicked")]
+    Panicked {
+        /// The step (0-based, counted from this protocol's creation).
+        step: usize,
+        /// The participant (0 is the leader).
+        worker: usize,
+    },
 }
 
 /// What one participant did over a run.
@@ -270,7 +280,9 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
         stats: &mut WorkerStats,
     ) -> Result<H::Decision, StepError<H::Error>> {
         let mut pending = None;
-        let decision = self.take_part(step, 0, hooks, &mut pending, true, stats)?;
+        let decision = self.guarded(step, 0, || {
+            self.take_part(step, 0, hooks, &mut pending, true, stats)
+        })?;
         if let Some(job) = pending {
             // Only the leader feeds, and it has not fed step + 1 yet.
             return Err(StepError::Feed {
@@ -301,7 +313,9 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
             if pending.is_none() && !self.wait_fed(step)? {
                 return Ok(());
             }
-            self.take_part(step, worker, hooks, &mut pending, false, stats)?;
+            self.guarded(step, worker, || {
+                self.take_part(step, worker, hooks, &mut pending, false, stats)
+            })?;
             step += 1;
         }
     }
@@ -417,6 +431,23 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
     }
 
     // ---- helpers ------------------------------------------------------------------
+
+    /// Run `f`; if it panics, abort the run and report which participant panicked in
+    /// which step (instead of leaving the others waiting forever).
+    fn guarded<R, E>(
+        &self,
+        step: usize,
+        worker: usize,
+        f: impl FnOnce() -> Result<R, StepError<E>>,
+    ) -> Result<R, StepError<E>> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(_) => {
+                self.abort();
+                Err(StepError::Panicked { step, worker })
+            }
+        }
+    }
 
     /// Wait for `fed > step`; `false` if the run was stopped first.
     fn wait_fed<E>(&self, step: usize) -> Result<bool, StepError<E>> {

@@ -18,7 +18,6 @@ use crate::train::norm;
 use crate::train::optim::{update_part, StepScalars};
 use crate::train::trainer::{clip_scale, StepStats, TrainConfig, TrainError, TrainState};
 use core::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,17 +107,8 @@ pub fn run<P: Platform>(
         let mut h = hooks(ctx, worker);
         let spawned = P::spawn(&format!("cllm-worker-{worker}"), move || {
             let mut stats = WorkerStats::default();
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                protocol.work(worker, &mut h, &mut stats)
-            }));
-            let result = match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(_) => {
-                    protocol.abort();
-                    Err(StepError::Hook(panicked(&protocol, h.first_step, worker)))
-                }
-            };
+            let result = protocol.work(worker, &mut h, &mut stats);
+            let result = result.map_err(|e| step_error(e, h.first_step));
             (h.ctx, stats, result)
         });
         match spawned {
@@ -160,22 +150,15 @@ pub fn run<P: Platform>(
                         leader_error = Some(TrainError::Config(e.to_string()));
                         break;
                     }
-                    let led = catch_unwind(AssertUnwindSafe(|| {
-                        protocol.lead(step, &mut leader_hooks, &mut leader_stats)
-                    }));
-                    match led {
-                        Ok(Ok(decision)) => {
+                    match protocol.lead(step, &mut leader_hooks, &mut leader_stats) {
+                        Ok(decision) => {
                             done += 1;
                             if !on_step(&decision.stats) {
                                 break;
                             }
                         }
-                        Ok(Err(e)) => {
-                            leader_error = Some(step_error(e));
-                            break;
-                        }
-                        Err(_) => {
-                            leader_error = Some(panicked(&protocol, state.step, 0));
+                        Err(e) => {
+                            leader_error = Some(step_error(e, state.step));
                             break;
                         }
                     }
@@ -203,10 +186,13 @@ pub fn run<P: Platform>(
                 contexts.push(ctx);
                 workers.push(stats);
                 if let Err(e) = result {
-                    errors.push(step_error(e));
+                    errors.push(e);
                 }
             }
-            Err(_) => errors.push(panicked(&protocol, state.step, i + 1)),
+            Err(_) => errors.push(TrainError::WorkerPanicked {
+                step: state.step + protocol.steps_fed().saturating_sub(1) as u64,
+                worker: i + 1,
+            }),
         }
     }
     let aborted_only = |e: &TrainError| matches!(e, TrainError::Aborted);
@@ -383,24 +369,19 @@ impl StepHooks<Fetched> for TrainHooks {
 
 // ---- helpers ----------------------------------------------------------------------
 
-fn step_error(e: StepError<TrainError>) -> TrainError {
+/// A protocol error as a training error; `first_step` is the training step of the
+/// protocol's step 0.
+fn step_error(e: StepError<TrainError>, first_step: u64) -> TrainError {
     match e {
         StepError::Aborted => TrainError::Aborted,
         StepError::Protocol(e) => TrainError::Segments(e),
         StepError::Feed { step, what } => {
-            TrainError::Config(format!("feeding step {step}: {what}"))
+            TrainError::Config(format!("feeding step {}: {what}", first_step + step as u64))
         }
         StepError::Hook(e) => e,
-    }
-}
-
-fn panicked<P: Platform>(
-    protocol: &StepProtocol<Fetched, P>,
-    first_step: u64,
-    worker: usize,
-) -> TrainError {
-    TrainError::WorkerPanicked {
-        step: first_step + protocol.steps_fed().saturating_sub(1) as u64,
-        worker,
+        StepError::Panicked { step, worker } => TrainError::WorkerPanicked {
+            step: first_step + step as u64,
+            worker,
+        },
     }
 }
