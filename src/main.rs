@@ -62,6 +62,10 @@ fn main() {
         } => cli::demo::run(threads, steps, micro_batches, params),
     };
     if let Err(err) = result {
+        if let Some(i) = err.downcast_ref::<cli::train::Interrupted>() {
+            eprintln!("{i}");
+            std::process::exit(130);
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

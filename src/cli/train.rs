@@ -12,11 +12,13 @@ use cllm::train::generate::generate;
 use cllm::train::optim::AdamWConfig;
 use cllm::train::report::{plot_svg, MetricsLog, Series};
 use cllm::train::schedule::Schedule;
-use cllm::train::trainer::{TrainConfig, TrainState, Trainer};
+use cllm::train::trainer::{Scheduler, StepStats, TrainConfig, TrainState, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of `cllm train`. Model and optimizer options cannot be combined with
@@ -71,10 +73,16 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of the batch order.
     #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     pub seed: u64,
-    /// Worker threads for the forward/backward phase (at most one per micro-batch is
-    /// used). Results are bitwise identical for any thread count.
+    /// Worker threads (at most one per micro-batch is used, so use at least as many
+    /// micro-batches as threads). Results are bitwise identical for any thread count
+    /// and either scheduler.
     #[arg(long, default_value_t = super::default_threads())]
     pub threads: usize,
+    /// How workers are scheduled: `lockfree` (pre-fetch thread, lock-free work queue,
+    /// parallel reduction and sharded optimizer) or `barrier` (the baseline: two
+    /// barriers per step, reduction and update on the main thread).
+    #[arg(long, value_enum, default_value_t = SchedulerArg::Lockfree)]
+    pub scheduler: SchedulerArg,
     /// Output directory: checkpoints, metrics.jsonl, loss.svg. Must be new, empty, or
     /// an earlier cllm output directory (whose checkpoint is then replaced)
     /// [default: the --resume directory, else cllm-run].
@@ -99,6 +107,39 @@ pub struct TrainArgs {
     /// Bytes of text to generate at the end (0: none).
     #[arg(long, default_value_t = 200)]
     pub sample_tokens: usize,
+}
+
+/// `--scheduler` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedulerArg {
+    /// Lock-free step protocol (default).
+    Lockfree,
+    /// Two std::sync::Barrier waits per step (the baseline).
+    Barrier,
+}
+
+impl From<SchedulerArg> for Scheduler {
+    fn from(s: SchedulerArg) -> Self {
+        match s {
+            SchedulerArg::Lockfree => Scheduler::LockFree,
+            SchedulerArg::Barrier => Scheduler::Barrier,
+        }
+    }
+}
+
+/// The run was interrupted (Ctrl-C) after a checkpoint was written; `main` exits
+/// with status 130.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted at step {step}; checkpoint written to {checkpoint} (continue with --resume {out})"
+)]
+pub struct Interrupted {
+    /// Steps completed.
+    pub step: u64,
+    /// The checkpoint directory.
+    pub checkpoint: String,
+    /// The output directory to resume from.
+    pub out: String,
 }
 
 /// Run `cllm train`.
@@ -163,8 +204,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             state.step
         );
     }
-    let mut trainer =
-        Trainer::with_threads(cfg, state, args.threads).context("setting up the trainer")?;
+    let mut trainer = Trainer::with_scheduler(cfg, state, args.threads, args.scheduler.into())
+        .context("setting up the trainer")?;
     let n_params = trainer.layout().len();
     let files = match corpus.n_files {
         0 => String::new(),
@@ -215,42 +256,82 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let first_step = trainer.step_count();
     let mut last_val = None;
-    while trainer.step_count() < stop {
-        let stats = trainer.step(&corpus.train)?;
-        let done = trainer.step_count();
-        let secs = started.elapsed().as_secs_f64();
-        let tok_s = (done - first_step) as f64 * cfg.tokens_per_step() as f64 / secs;
-        train_points.push((done as f64, stats.loss as f64));
-        let mut record = json!({
-            "step": done, "loss": stats.loss, "lr": stats.lr,
-            "grad_norm": stats.grad_norm, "tokens_per_s": tok_s, "elapsed_s": secs,
-        });
-        if done % args.eval_every == 0 || done == stop {
-            let val = trainer.eval(&corpus.val, args.eval_windows)?;
-            val_points.push((done as f64, val as f64));
-            record["val_loss"] = json!(val);
-            last_val = Some(val);
-            let floor = entropy.map_or(String::new(), |h| format!(" (floor {h:.3})"));
-            let line = format!(
-                "step {done:>6}  train {:.4}  val {val:.4}{floor}  {:.0} tok/s",
-                stats.loss, tok_s
-            );
-            if bar.is_hidden() {
-                println!("{line}");
-            } else {
-                bar.println(line);
-            }
+    let interrupt = interrupt_flag();
+    let train: Arc<[u32]> = corpus.train.clone().into();
+    let tokens_per_step = cfg.tokens_per_step() as f64;
+    while trainer.step_count() < stop && !interrupt.load(Ordering::Relaxed) {
+        // Run to the next evaluation, checkpoint or stop, whichever comes first.
+        let at = trainer.step_count();
+        let mut next = stop.min((at / args.eval_every + 1) * args.eval_every);
+        if let Some(k) = at.checked_div(args.checkpoint_every) {
+            next = next.min((k + 1) * args.checkpoint_every);
         }
-        metrics.write(&record)?;
-        bar.set_position(done);
-        bar.set_message(format!("loss {:.4}  {:.0} tok/s", stats.loss, tok_s));
+        let mut log_error = None;
+        let mut pending_record = None;
+        let mut on_step = |stats: &StepStats| {
+            let done = stats.step + 1;
+            let secs = started.elapsed().as_secs_f64();
+            let tok_s = (done - first_step) as f64 * tokens_per_step / secs;
+            train_points.push((done as f64, stats.loss as f64));
+            let record = json!({
+                "step": done, "loss": stats.loss, "lr": stats.lr,
+                "grad_norm": stats.grad_norm, "tokens_per_s": tok_s, "elapsed_s": secs,
+            });
+            if done < next {
+                if let Err(e) = metrics.write(&record) {
+                    log_error = Some(e);
+                    return false;
+                }
+            } else {
+                pending_record = Some(record);
+            }
+            bar.set_position(done);
+            bar.set_message(format!("loss {:.4}  {tok_s:.0} tok/s", stats.loss));
+            // Relaxed: a flag set by the signal handler; the step in progress ends
+            // normally either way.
+            !interrupt.load(Ordering::Relaxed)
+        };
+        trainer
+            .run(&train, next - at, &mut on_step)
+            .with_context(|| {
+                format!(
+                    "training (step {} of {})",
+                    trainer.step_count() + 1,
+                    cfg.steps
+                )
+            })?;
+        if let Some(e) = log_error {
+            return Err(e.into());
+        }
+        let done = trainer.step_count();
+        if let Some(mut record) = pending_record.take() {
+            if done % args.eval_every == 0 || done == stop {
+                let val = trainer.eval(&corpus.val, args.eval_windows)?;
+                val_points.push((done as f64, val as f64));
+                record["val_loss"] = json!(val);
+                last_val = Some(val);
+                let floor = entropy.map_or(String::new(), |h| format!(" (floor {h:.3})"));
+                let line = format!(
+                    "step {done:>6}  train {:.4}  val {val:.4}{floor}  {:.0} tok/s",
+                    record["loss"].as_f64().unwrap_or(f64::NAN),
+                    record["tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+                );
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
+            }
+            metrics.write(&record)?;
+        }
         if args.checkpoint_every > 0 && done % args.checkpoint_every == 0 && done < stop {
             checkpoint::save(&out, &cfg, trainer.state())?;
         }
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    let tokens = (stop - first_step) as f64 * cfg.tokens_per_step() as f64;
+    let trained = trainer.step_count() - first_step;
+    let tokens = trained as f64 * cfg.tokens_per_step() as f64;
     let ckpt =
         checkpoint::save(&out, &cfg, trainer.state()).context("writing the final checkpoint")?;
     let plot = out.join("loss.svg");
@@ -272,11 +353,32 @@ pub fn run(args: TrainArgs) -> Result<()> {
         entropy.map(|h| ("entropy rate (floor)", h)),
     )?;
     println!(
-        "trained {} steps in {secs:.1} s: {:.0} tokens/s on {} worker thread(s)",
-        stop - first_step,
+        "trained {} steps in {secs:.1} s: {:.0} tokens/s on {} worker thread(s), {} scheduler",
+        trained,
         tokens / secs,
-        trainer.threads()
+        trainer.threads(),
+        match trainer.scheduler() {
+            Scheduler::LockFree => "lock-free",
+            Scheduler::Barrier => "barrier",
+        }
     );
+    let utilization = trainer.totals().utilization();
+    println!(
+        "worker utilization (busy / wall): {}",
+        utilization
+            .iter()
+            .enumerate()
+            .map(|(w, u)| format!("#{w} {:.1}%", 100.0 * u))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    metrics.write(&json!({
+        "step": trainer.step_count(),
+        "worker_utilization": utilization,
+        "threads": trainer.threads(),
+        "scheduler": format!("{:?}", trainer.scheduler()),
+        "tokens_per_s": tokens / secs,
+    }))?;
     if let Some(val) = last_val {
         println!(
             "validation loss {val:.4} nats/byte ({:.3} bits/byte){}",
@@ -288,6 +390,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     println!("checkpoint: {}", ckpt.display());
+    if trainer.step_count() < stop {
+        return Err(Interrupted {
+            step: trainer.step_count(),
+            checkpoint: ckpt.display().to_string(),
+            out: out.display().to_string(),
+        }
+        .into());
+    }
     println!(
         "metrics: {}  plot: {}",
         metrics_path.display(),
@@ -312,6 +422,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 // ---- helpers --------------------------------------------------------------------
+
+/// A flag the first Ctrl-C sets (the run then finishes its step, writes a checkpoint
+/// and exits with 130); a second Ctrl-C exits at once. If no handler can be
+/// installed the flag simply never gets set.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    let installed = ctrlc::set_handler(move || {
+        // Relaxed: a flag polled between steps; nothing else is published with it.
+        if f.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = installed {
+        eprintln!("note: Ctrl-C will stop training without a checkpoint ({e})");
+    }
+    flag
+}
 
 fn config_from_args(args: &TrainArgs, train_tokens: usize) -> Result<TrainConfig> {
     let model = GptConfig {
