@@ -25,6 +25,9 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// Evaluate a checkpoint on a corpus: mean loss and bits per byte.
     Eval(cli::eval::EvalArgs),
+    /// Measure training speed at 1..=N threads under both schedulers: tokens/s,
+    /// speedup, per-worker utilization and memory; writes bench.json and scaling.svg.
+    Bench(cli::bench::BenchArgs),
     /// Write the built-in corpus to a file and print its entropy rate.
     Corpus(cli::corpus::CorpusArgs),
     /// Run the concurrency pipeline end to end on synthetic gradients: a pre-fetch
@@ -54,6 +57,7 @@ fn main() {
         Command::Sample(args) => cli::sample::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Corpus(args) => cli::corpus::run(args),
+        Command::Bench(args) => cli::bench::run(args),
         Command::Demo {
             threads,
             steps,

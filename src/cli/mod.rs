@@ -2,6 +2,7 @@
 //! human-readable output. Everything else is delegated to the library, which never
 //! imports this module.
 
+pub mod bench;
 pub mod corpus;
 pub mod demo;
 pub mod eval;

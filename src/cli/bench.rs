@@ -1,0 +1,262 @@
+//! `cllm bench`: train one model shape for a fixed number of steps at 1..=N threads
+//! under both schedulers, and report tokens/s, speedup over one thread, per-worker
+//! utilization and resident memory; write the table as JSON and a scaling plot.
+//! Must never be used to decide a test (timings are for people, never pass/fail),
+//! and never implement training itself.
+
+use super::load_corpus;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cllm::data::ByteTokenizer;
+use cllm::model::GptConfig;
+use cllm::train::optim::AdamWConfig;
+use cllm::train::report::{plot_svg, Series};
+use cllm::train::schedule::Schedule;
+use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options of `cllm bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model shape: `s` (2 layers, width 128, 4 heads, context 64, 16 sequences per
+    /// step) or `m` (4 layers, width 256, 8 heads, context 128, 8 sequences per step).
+    #[arg(long, value_enum, default_value_t = Shape::S)]
+    pub shape: Shape,
+    /// Measured optimizer steps per configuration (after the warm-up steps).
+    #[arg(long, default_value_t = 40)]
+    pub steps: u64,
+    /// Unmeasured steps first (page faults, caches, thread start-up).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+    /// Measure 1..=this many threads [default: the number of cores].
+    #[arg(long)]
+    pub max_threads: Option<usize>,
+    /// Micro-batches per step; the step's sequences are split evenly between them
+    /// [default: the largest thread count, so every worker has one].
+    #[arg(long)]
+    pub micro_batches: Option<usize>,
+    /// Which schedulers to measure.
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [super::train::SchedulerArg::Lockfree, super::train::SchedulerArg::Barrier])]
+    pub scheduler: Vec<super::train::SchedulerArg>,
+    /// Where to write bench.json and scaling.svg.
+    #[arg(long, default_value = "cllm-bench")]
+    pub out: PathBuf,
+}
+
+/// The shapes of the peer comparison.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// 2 layers, width 128, 4 heads, context 64, 16 sequences per step.
+    S,
+    /// 4 layers, width 256, 8 heads, context 128, 8 sequences per step.
+    M,
+}
+
+/// One measured configuration.
+struct Row {
+    scheduler: Scheduler,
+    threads: usize,
+    tokens_per_s: f64,
+    utilization: Vec<f64>,
+    rss_mib: Option<f64>,
+}
+
+/// Run `cllm bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let max_threads = args.max_threads.unwrap_or_else(super::default_threads);
+    if max_threads == 0 || args.steps == 0 {
+        bail!("--max-threads and --steps must be at least 1");
+    }
+    let (layers, width, heads, context, sequences) = match args.shape {
+        Shape::S => (2, 128, 4, 64, 16),
+        Shape::M => (4, 256, 8, 128, 8),
+    };
+    let micro_batches = args.micro_batches.unwrap_or(max_threads);
+    if micro_batches == 0 || sequences % micro_batches != 0 {
+        bail!("--micro-batches {micro_batches} must divide the shape's {sequences} sequences per step");
+    }
+    let total = args.warmup + args.steps;
+    let cfg = TrainConfig {
+        model: GptConfig {
+            n_layer: layers,
+            n_head: heads,
+            n_embd: width,
+            n_positions: context,
+            vocab_size: ByteTokenizer::VOCAB,
+        },
+        batch: sequences / micro_batches,
+        micro_batches,
+        seq: context,
+        steps: total,
+        schedule: Schedule {
+            max_lr: 1e-3,
+            min_lr: 1e-4,
+            warmup: 1,
+            total,
+        },
+        adamw: AdamWConfig::default(),
+        grad_clip: 1.0,
+        seed: 1,
+    };
+    cfg.validate()?;
+    let (corpus, _) = load_corpus(None)?;
+    let train: Arc<[u32]> = corpus.train.into();
+    println!(
+        "cllm bench: shape {:?} ({layers} layers, width {width}, {heads} heads, context {context}), \
+         {sequences} sequences per step as {micro_batches} micro-batches of {}; \
+         {} measured steps after {} warm-up, {} tokens per step",
+        args.shape,
+        cfg.batch,
+        args.steps,
+        args.warmup,
+        cfg.tokens_per_step()
+    );
+    println!(
+        "{:<10} {:>7} {:>10} {:>8} {:>10}  utilization per worker",
+        "scheduler", "threads", "tokens/s", "speedup", "RSS MiB"
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    let mut final_weights: Option<Vec<u32>> = None;
+    for &sched in &args.scheduler {
+        let scheduler: Scheduler = sched.into();
+        for threads in 1..=max_threads {
+            let state = TrainState::initial(&cfg)?;
+            let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler)?;
+            trainer
+                .run(&train, args.warmup, &mut |_| true)
+                .context("warm-up")?;
+            let started = Instant::now();
+            let report = trainer
+                .run(&train, args.steps, &mut |_| true)
+                .context("measured run")?;
+            let secs = started.elapsed().as_secs_f64();
+            let wall = report.wall.as_secs_f64();
+            let utilization = report
+                .workers
+                .iter()
+                .map(|w| w.busy.as_secs_f64() / wall)
+                .collect::<Vec<_>>();
+            let rss_mib = resident_mib();
+            // Every configuration must end in the same weights: say so if not.
+            let bits: Vec<u32> = trainer.state().params.iter().map(|x| x.to_bits()).collect();
+            match &final_weights {
+                None => final_weights = Some(bits),
+                Some(want) if *want != bits => {
+                    bail!("{scheduler:?} with {threads} threads ended in different weights")
+                }
+                Some(_) => {}
+            }
+            let row = Row {
+                scheduler,
+                threads,
+                tokens_per_s: (args.steps as usize * cfg.tokens_per_step()) as f64 / secs,
+                utilization,
+                rss_mib,
+            };
+            let base = rows
+                .iter()
+                .find(|r| r.scheduler == scheduler && r.threads == 1)
+                .map_or(row.tokens_per_s, |r| r.tokens_per_s);
+            println!(
+                "{:<10} {:>7} {:>10.0} {:>7.2}x {:>10}  {}",
+                name(scheduler),
+                threads,
+                row.tokens_per_s,
+                row.tokens_per_s / base,
+                row.rss_mib.map_or("?".into(), |m| format!("{m:.1}")),
+                row.utilization
+                    .iter()
+                    .map(|u| format!("{:.1}%", 100.0 * u))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            rows.push(row);
+        }
+    }
+    println!("every configuration ended in bitwise identical weights");
+    if let (Some(lf), Some(ba)) = (
+        rows.iter()
+            .filter(|r| r.scheduler == Scheduler::LockFree)
+            .max_by_key(|r| r.threads),
+        rows.iter()
+            .filter(|r| r.scheduler == Scheduler::Barrier)
+            .max_by_key(|r| r.threads),
+    ) {
+        println!(
+            "lock-free / barrier at {} threads: {:.3}x",
+            lf.threads,
+            lf.tokens_per_s / ba.tokens_per_s
+        );
+    }
+    write_outputs(&args, &cfg, &rows)
+}
+
+// ---- helpers --------------------------------------------------------------------
+
+fn name(s: Scheduler) -> &'static str {
+    match s {
+        Scheduler::LockFree => "lock-free",
+        Scheduler::Barrier => "barrier",
+    }
+}
+
+/// bench.json and scaling.svg in `--out`.
+fn write_outputs(args: &BenchArgs, cfg: &TrainConfig, rows: &[Row]) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let table: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "scheduler": name(r.scheduler), "threads": r.threads,
+                "tokens_per_s": r.tokens_per_s, "utilization": r.utilization,
+                "rss_mib": r.rss_mib,
+            })
+        })
+        .collect();
+    let json_path = args.out.join("bench.json");
+    let doc = json!({
+        "shape": format!("{:?}", args.shape), "config": cfg, "steps": args.steps,
+        "warmup": args.warmup, "rows": table,
+    });
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let points = |s: Scheduler| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter(|r| r.scheduler == s)
+            .map(|r| (r.threads as f64, r.tokens_per_s))
+            .collect()
+    };
+    let (lf, ba) = (points(Scheduler::LockFree), points(Scheduler::Barrier));
+    let plot = args.out.join("scaling.svg");
+    plot_svg(
+        &plot,
+        "cllm scaling",
+        "threads",
+        "tokens/s",
+        &[
+            Series {
+                label: "lock-free",
+                points: &lf,
+            },
+            Series {
+                label: "barrier",
+                points: &ba,
+            },
+        ],
+        None,
+    )?;
+    println!("table: {}  plot: {}", json_path.display(), plot.display());
+    Ok(())
+}
+
+/// This process's resident memory now (Linux `/proc/self/status`), in MiB.
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
