@@ -269,8 +269,15 @@ fn run_once(
     let mut failure = None;
     for step in 0..STEPS {
         let jobs = (0..N_SLOTS).map(|slot| Payload { step, slot });
-        if let Err(e) = protocol.feed(step, jobs) {
-            panic!("feeding step {step}: {e}");
+        // Feeding fails only if a participant aborted the run meanwhile (the worker
+        // may pop and fail on a job of this step before the last one is pushed).
+        match protocol.feed(step, jobs) {
+            Ok(()) => {}
+            Err(StepError::Aborted) => {
+                failure = Some((step, StepError::Aborted));
+                break;
+            }
+            Err(e) => panic!("feeding step {step}: {e}"),
         }
         match protocol.lead(step, &mut hooks, &mut stats) {
             Ok(d) => decisions.push(d),
@@ -309,7 +316,10 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn two_participants_two_steps_equal_the_sequential_reference() {
     let want = std::sync::Arc::new(expected(STEPS));
+    let executions = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = executions.clone();
     loom_model(move || {
+        counter.fetch_add(1, SeqCst);
         let ((decisions, failure), worker, hooks, stats, (w, g, aux)) = run_once(None);
         assert!(failure.is_none(), "leader failed: {failure:?}");
         assert!(worker.is_ok(), "worker failed: {worker:?}");
@@ -334,6 +344,7 @@ fn two_participants_two_steps_equal_the_sequential_reference() {
         );
         assert_eq!(stats[0].steps, STEPS, "the leader takes part in every step");
     });
+    eprintln!("loom_step: {} executions", executions.load(SeqCst));
 }
 
 /// Installs (once) a panic hook that keeps the injected panics out of the output and
@@ -395,6 +406,11 @@ fn worker_panics(panic_at: usize) {
             }
         });
     }
+    eprintln!(
+        "loom_step: panic at step {panic_at}: {} executions panicked, {} completed",
+        panicked.load(SeqCst),
+        completed.load(SeqCst)
+    );
     assert!(panicked.load(SeqCst) > 0, "no execution reached the panic");
     assert!(completed.load(SeqCst) > 0, "no execution completed");
 }

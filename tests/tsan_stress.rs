@@ -168,9 +168,10 @@ fn segments(threads: usize, n_slots: usize, n_parts: usize, steps: usize) {
     );
 }
 
-/// Ten training steps of a small model with 4 workers over 8 micro-batches: the
-/// final weights equal the single-threaded run's bitwise.
-fn training(threads: usize, steps: u64) {
+/// Ten training steps of a small model with 4 workers over 8 micro-batches under
+/// `scheduler`: every loss and the final weights equal the single-threaded reference
+/// (`Trainer::step`) bitwise.
+fn training(threads: usize, steps: u64, scheduler: cllm::train::trainer::Scheduler) {
     use cllm::data::{Corpus, MarkovSource};
     use cllm::model::GptConfig;
     use cllm::train::optim::AdamWConfig;
@@ -201,23 +202,33 @@ fn training(threads: usize, steps: u64) {
     let source = MarkovSource::new(1, 1, 0.3).expect("source");
     let corpus =
         Corpus::from_bytes(&source.generate(5_000, 2), "tsan".into(), 0.1).expect("corpus");
-    let run = |threads: usize| {
-        let state = TrainState::initial(&cfg).expect("init");
-        let mut trainer = Trainer::with_threads(cfg, state, threads).expect("trainer");
-        for _ in 0..steps {
-            trainer.step(&corpus.train).expect("finite step");
-        }
-        let bits: Vec<u32> = trainer
-            .into_state()
-            .params
-            .iter()
-            .map(|x| x.to_bits())
-            .collect();
-        bits
-    };
+    let bits =
+        |t: Trainer| -> Vec<u32> { t.into_state().params.iter().map(|x| x.to_bits()).collect() };
+    let mut reference =
+        Trainer::new(cfg, TrainState::initial(&cfg).expect("init")).expect("trainer");
+    let want: Vec<u32> = (0..steps)
+        .map(|_| {
+            reference
+                .step(&corpus.train)
+                .expect("finite step")
+                .loss
+                .to_bits()
+        })
+        .collect();
+    let state = TrainState::initial(&cfg).expect("init");
+    let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler).expect("trainer");
+    let train: std::sync::Arc<[u32]> = corpus.train.clone().into();
+    let mut got = Vec::new();
+    trainer
+        .run(&train, steps, &mut |s| {
+            got.push(s.loss.to_bits());
+            true
+        })
+        .expect("finite run");
+    assert_eq!(got, want, "threaded losses equal single-threaded");
     assert_eq!(
-        run(threads),
-        run(1),
+        bits(trainer),
+        bits(reference),
         "threaded weights equal single-threaded"
     );
 }
@@ -251,7 +262,14 @@ fn main() {
         ),
         ("segments 4 threads", Box::new(|| segments(4, 6, 4, 20))),
         ("segments 2 threads", Box::new(|| segments(2, 3, 2, 20))),
-        ("training 4 threads, 10 steps", Box::new(|| training(4, 10))),
+        (
+            "training lock-free 4 threads, 10 steps",
+            Box::new(|| training(4, 10, cllm::train::trainer::Scheduler::LockFree)),
+        ),
+        (
+            "training barrier 4 threads, 10 steps",
+            Box::new(|| training(4, 10, cllm::train::trainer::Scheduler::Barrier)),
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, scenario) in scenarios {

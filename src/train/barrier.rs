@@ -1,6 +1,9 @@
 //! Owns the barrier scheduler: the design the seed notes started from, kept as the
 //! measured baseline. Workers live for the whole run; every step the main thread
-//! draws the micro-batches, all participants meet at a [`std::sync::Barrier`], each
+//! draws the micro-batches, all participants meet at a barrier ([`Barrier`]: the
+//! algorithm of `std::sync::Barrier`, a generation count under a mutex, built on
+//! `parking_lot` so ThreadSanitizer sees its synchronization; std's own is
+//! uninstrumented here and makes TSan report false races), each
 //! computes a fixed share (micro-batch `m` goes to worker `m % n`) into slot `m`,
 //! they meet again, and the main thread alone reduces and updates.
 //! Must never let the thread count change a number (slot `m` is micro-batch `m`,
@@ -18,7 +21,6 @@ use core::cell::UnsafeCell;
 use core::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
 /// Everything the main thread needs besides the workers' contexts.
@@ -35,6 +37,41 @@ pub struct BarrierRun<'a> {
     pub grad: &'a mut Vec<f32>,
     /// Training tokens.
     pub train: &'a [u32],
+}
+
+/// A reusable barrier for `n` threads (the `std::sync::Barrier` algorithm).
+pub struct Barrier {
+    n: usize,
+    state: parking_lot::Mutex<(usize, u64)>,
+    cv: parking_lot::Condvar,
+}
+
+impl Barrier {
+    /// A barrier that releases every `n` arrivals.
+    pub fn new(n: usize) -> Self {
+        Barrier {
+            n,
+            state: parking_lot::Mutex::new((0, 0)),
+            cv: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Block until `n` threads have called `wait` (for this generation). The mutex
+    /// orders everything before every arrival before everything after every release.
+    pub fn wait(&self) {
+        let mut s = self.state.lock();
+        let generation = s.1;
+        s.0 += 1;
+        if s.0 < self.n {
+            while s.1 == generation {
+                self.cv.wait(&mut s);
+            }
+        } else {
+            s.0 = 0;
+            s.1 = s.1.wrapping_add(1);
+            self.cv.notify_all();
+        }
+    }
 }
 
 /// Data the main thread writes between barriers and workers read inside them.
@@ -78,7 +115,7 @@ pub fn run(
     let seg_step = Shared(UnsafeCell::new((0usize, 0u64)));
     let barrier = Barrier::new(n);
     let go = AtomicBool::new(true);
-    let failure: Mutex<Option<TrainError>> = Mutex::new(None);
+    let failure: parking_lot::Mutex<Option<TrainError>> = parking_lot::Mutex::new(None);
     let (first, rest) = contexts.split_at_mut(1);
     let mut done = 0u64;
 
@@ -109,10 +146,7 @@ pub fn run(
                 Err(_) => Some(TrainError::WorkerPanicked { step, worker }),
             };
             if let Some(e) = err {
-                failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(e);
+                failure.lock().get_or_insert(e);
                 break;
             }
             stats.jobs += 1;
@@ -166,7 +200,7 @@ pub fn run(
             leader.steps += 1;
             work(0, ctx0, step, &mut leader);
             barrier.wait();
-            if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(e) = failure.lock().take() {
                 outcome = Err(e);
                 break;
             }

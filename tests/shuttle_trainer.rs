@@ -1,0 +1,163 @@
+//! shuttle randomized checks of the WHOLE lock-free trainer,
+//! `cllm::train::lockfree::run::<Shuttle>`: pre-fetch thread, leader on the test's
+//! main thread and two spawned workers (three `TrainingContext`s), real model, real
+//! AdamW, under shuttle's random and PCT schedulers (`CLLM_SHUTTLE_ITERS` iterations
+//! each, default 1000: the model is small enough that an iteration takes about 1 ms).
+//!
+//! Owns: the end-to-end trainer-under-a-model-checker properties only. A tiny GPT
+//! (1 layer, width 8, 2 heads, vocabulary 16, context 4), batch 2, 3 micro-batches
+//! per step, 3 steps. Checked in every iteration: each step's loss, the last summed
+//! gradient, the final weights, both AdamW moments, the update count, the step and
+//! the sampler position are bitwise those of the single-threaded reference
+//! (`Trainer::step`, computed once outside the model checker); every micro-batch is
+//! computed once; stopping after a step keeps exactly the consumed position. A hang
+//! (lost wake-up, a worker or the pre-fetch thread never joined) is a shuttle
+//! deadlock report.
+//! Must never touch: `tests/common` (used, not changed) or any other protocol's tests.
+
+mod common;
+
+use cllm::model::{GptConfig, ParamLayout, TrainingContext};
+use cllm::train::lockfree;
+use cllm::train::optim::AdamWConfig;
+use cllm::train::schedule::Schedule;
+use cllm::train::trainer::{decay_ranges, TrainConfig, TrainState, Trainer};
+use common::{shuttle_check, Shuttle};
+use core::ops::Range;
+use std::sync::Arc;
+
+const WORKERS: usize = 3;
+const STEPS: u64 = 3;
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        model: GptConfig {
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 8,
+            n_positions: 4,
+            vocab_size: 16,
+        },
+        batch: 2,
+        micro_batches: 3,
+        seq: 4,
+        steps: STEPS,
+        schedule: Schedule {
+            max_lr: 1e-2,
+            min_lr: 1e-3,
+            warmup: 1,
+            total: STEPS,
+        },
+        adamw: AdamWConfig::default(),
+        // Small enough that clipping engages: the clip factor comes from the norm the
+        // workers assemble from their parts' block sums.
+        grad_clip: 0.5,
+        seed: 7,
+    }
+}
+
+/// Deterministic training tokens below the vocabulary size.
+fn tokens() -> Arc<[u32]> {
+    (0..257u32)
+        .map(|i| (i * 7 + i / 3 + (i * i) % 5) % 16)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn bits(xs: &[f32]) -> Vec<u32> {
+    xs.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The single-threaded reference after `steps` steps: per-step loss bits, last
+/// gradient-sum bits, final state.
+struct Reference {
+    losses: Vec<u32>,
+    grad: Vec<u32>,
+    state: TrainState,
+}
+
+fn reference(cfg: TrainConfig, train: &[u32], steps: u64) -> Reference {
+    let mut trainer = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
+    let losses = (0..steps)
+        .map(|_| trainer.step(train).unwrap().loss.to_bits())
+        .collect();
+    let grad = bits(trainer.last_gradient_sum());
+    Reference {
+        losses,
+        grad,
+        state: trainer.into_state(),
+    }
+}
+
+/// Run the lock-free trainer under shuttle for up to `STEPS` steps, stopping after
+/// `stop_after` steps, and compare with the reference of that many steps.
+fn trainer_equals_reference(stop_after: u64) {
+    let cfg = config();
+    let train = tokens();
+    assert!(train.iter().all(|&t| (t as usize) < cfg.model.vocab_size));
+    let want = Arc::new(reference(cfg, &train, stop_after));
+    let initial = Arc::new(TrainState::initial(&cfg).unwrap());
+    let decay: Arc<[Range<usize>]> = decay_ranges(&ParamLayout::new(&cfg.model)).into();
+    let iterations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&iterations);
+    shuttle_check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut state = (*initial).clone();
+        let contexts: Vec<TrainingContext> = (0..WORKERS)
+            .map(|_| TrainingContext::new(&cfg.model, cfg.batch, cfg.seq).unwrap())
+            .collect();
+        let mut last_grad = Vec::new();
+        let mut losses = Vec::new();
+        let (contexts, result) = lockfree::run::<Shuttle>(
+            &cfg,
+            &mut state,
+            &decay,
+            contexts,
+            &train,
+            STEPS,
+            &mut last_grad,
+            &mut |s| {
+                assert_eq!(s.step, losses.len() as u64, "steps reported in order");
+                losses.push(s.loss.to_bits());
+                (losses.len() as u64) < stop_after
+            },
+        );
+        let report = result.unwrap();
+        assert_eq!(contexts.len(), WORKERS, "every context comes back");
+        assert_eq!(report.steps, stop_after);
+        assert_eq!(report.workers.len(), WORKERS);
+        assert_eq!(
+            report.workers.iter().map(|w| w.jobs).sum::<usize>(),
+            cfg.micro_batches * stop_after as usize,
+            "every micro-batch computed once"
+        );
+        assert_eq!(losses, want.losses, "per-step losses");
+        assert_eq!(bits(&last_grad), want.grad, "last summed gradient");
+        let w = &want.state;
+        assert_eq!(bits(&state.params), bits(&w.params), "weights");
+        assert_eq!(bits(&state.opt.m), bits(&w.opt.m), "first moments");
+        assert_eq!(bits(&state.opt.v), bits(&w.opt.v), "second moments");
+        assert_eq!(
+            (state.opt.t, state.step, state.sampler),
+            (w.opt.t, w.step, w.sampler),
+            "update count, step, sampler position"
+        );
+    });
+    eprintln!(
+        "shuttle_trainer: {} iterations (stop after {stop_after})",
+        iterations.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn three_workers_three_steps_equal_the_single_threaded_reference() {
+    trainer_equals_reference(STEPS);
+}
+
+/// `on_step` stops the run after the first step while the pre-fetch thread has
+/// drawn ahead (and may be parked on a full ring): the state is exactly the one
+/// after one step, and every thread is joined.
+#[test]
+fn stopping_after_one_step_keeps_the_consumed_position() {
+    trainer_equals_reference(1);
+}
