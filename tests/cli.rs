@@ -264,7 +264,7 @@ fn ctrl_c_checkpoints_and_resume_continues_bit_for_bit() {
     let ckpt = cllm::train::checkpoint::load(&run).unwrap();
     let (_, state) = ckpt.training.unwrap();
     let k = state.step;
-    assert!(k >= 1 && k < 1_000_000, "interrupted at step {k}");
+    assert!((1..1_000_000).contains(&k), "interrupted at step {k}");
 
     // Resume a few steps further; an uninterrupted run stops at the same step.
     let until = (k + 3).to_string();
