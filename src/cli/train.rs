@@ -42,14 +42,15 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 64, conflicts_with = "resume")]
     pub context: usize,
     /// Sequences per micro-batch.
-    #[arg(long, default_value_t = 16, conflicts_with = "resume")]
+    #[arg(long, default_value_t = 8, conflicts_with = "resume")]
     pub batch: usize,
     /// Micro-batches per optimizer step (gradient accumulation). The global batch is
-    /// batch x micro-batches sequences, independent of --threads.
-    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
+    /// batch x micro-batches sequences, independent of --threads; each micro-batch
+    /// goes to one worker, so use at least as many as --threads.
+    #[arg(long, default_value_t = 2, conflicts_with = "resume")]
     pub micro_batches: usize,
     /// Optimizer steps [default: 1500 (about a minute for the default shape on one
-    /// core), or what --epochs implies].
+    /// core, half that on two), or what --epochs implies].
     #[arg(long, conflicts_with_all = ["epochs", "resume"])]
     pub steps: Option<u64>,
     /// Passes over the training split (converted to steps).
