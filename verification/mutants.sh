@@ -50,6 +50,9 @@ run_check() {
 copy_tree() {
   rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
   git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$SCRATCH/work"
+  # git archive stamps every file with the commit time, older than a mutant built
+  # earlier in the shared target directory: touch the sources so cargo rebuilds.
+  find "$SCRATCH/work" -type f -exec touch {} +
 }
 
 # build_failed LOG: the check did not get as far as running (a mutant that does not

@@ -24,7 +24,9 @@
 //! 2. *Compute*: a worker waits for `fed > g` (Acquire: every update of step `g - 1`
 //!    happened before, because the leader acquired `updated` before feeding), then
 //!    pops jobs until the queue is empty or hands it a job of a later step (kept for
-//!    that step). For job `m`: claim slot `m`, run [`StepHooks::compute`] with shared
+//!    that step). A worker that was late in step `g - 1` may pop a job of `g` before
+//!    `fed` is stored; then the queue's push (Release) / pop (Acquire) pair carries the
+//!    same guarantee, since the leader pushes only after acquiring `updated`. For job `m`: claim slot `m`, run [`StepHooks::compute`] with shared
 //!    access to every weight part, store the loss, publish the slot.
 //! 3. *Reduce*: wait until every slot of `g` is published; then, starting at its own
 //!    index, claim parts (CAS `claim[p]: g -> g + 1`, exactly once per step), reduce
@@ -240,14 +242,15 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
                 what: format!("{} steps were fed before", self.steps_fed()),
             });
         }
-        let mut count = 0;
+        // Count first: a rejected step must leave nothing in the queue.
+        let payloads: Vec<J> = payloads.into_iter().collect();
+        if payloads.len() != self.n_slots() {
+            return Err(StepError::Feed {
+                step,
+                what: format!("{} jobs, expected {}", payloads.len(), self.n_slots()),
+            });
+        }
         for (slot, payload) in payloads.into_iter().enumerate() {
-            if slot >= self.n_slots() {
-                return Err(StepError::Feed {
-                    step,
-                    what: format!("more than {} jobs", self.n_slots()),
-                });
-            }
             let job = Job {
                 step,
                 slot,
@@ -256,13 +259,6 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
             if self.jobs.push(job).is_err() {
                 return Err(StepError::Aborted);
             }
-            count += 1;
-        }
-        if count != self.n_slots() {
-            return Err(StepError::Feed {
-                step,
-                what: format!("{count} jobs, expected {}", self.n_slots()),
-            });
         }
         // Release: pairs with the Acquire in `wait_fed`; carries the pushes and,
         // transitively, every update of the previous step (acquired in `lead`).
@@ -285,6 +281,7 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
         })?;
         if let Some(job) = pending {
             // Only the leader feeds, and it has not fed step + 1 yet.
+            self.abort();
             return Err(StepError::Feed {
                 step: job.step,
                 what: "a job of a step that was not fed".into(),

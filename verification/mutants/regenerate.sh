@@ -13,7 +13,7 @@ gen() {
   cp "$file" "$tmp/a/$file"; cp "$file" "$tmp/b/$file"
   perl -0pi -e "$expr" "$tmp/b/$file"
   if cmp -s "$tmp/a/$file" "$tmp/b/$file"; then echo "no longer matches: $name" >&2; rm -rf "$tmp"; return 1; fi
-  (cd "$tmp" && diff -u "a/$file" "b/$file" || true) >"verification/mutants/$name.patch"
+  (cd "$tmp" && diff -u --label "a/$file" --label "b/$file" "a/$file" "b/$file" || true) >"verification/mutants/$name.patch"
   rm -rf "$tmp"
   echo "regenerated $name"
 }
@@ -36,4 +36,11 @@ gen seg-publish-relaxed src/segments/mod.rs 's/segments\.published\.fetch_add\(1
 gen seg-claim-without-cas src/segments/mod.rs 's/if state\s*\.stamp\s*\.compare_exchange\(stamp, stamp \+ 1, Ordering::Acquire, Ordering::Relaxed\)\s*\.is_ok\(\)/if { state.stamp.store(stamp + 1, Ordering::Release); true }/'
 gen seg-part-reduced-twice src/segments/mod.rs 's/if generation\s*\.compare_exchange\(step, step \+ 1, Ordering::Relaxed, Ordering::Relaxed\)\s*\.is_err\(\)/if { generation.store(step + 1, Ordering::Relaxed); false }/'
 gen reduce-tree-split-moved src/segments/reduce.rs 's/let mid = inputs\.len\(\) \/ 2;/let mid = inputs.len().div_ceil(2);/'
-gen train-batch-slot-mismatch src/train/workers.rs 's/fill_slot\(cfg, params, ctx, segments, seg_step, m, &batches\[m\]\)/fill_slot(cfg, params, ctx, segments, seg_step, m, &batches[(m + 1) % batches.len()])/'
+gen train-batch-slot-mismatch src/train/barrier.rs 's/\(&\*batches\.get\(\)\)\[mb\]/(&*batches.get())[(mb + 1) % m]/'
+gen step-lead-gates-on-summarized src/step/mod.rs 's/self\.updated\.load\(Ordering::Acquire\) >= target/self.summarized.load(Ordering::Acquire) >= target/'
+gen step-loss-after-publish src/step/mod.rs 's/(\n\s*self\.losses\[job\.slot\]\.with_mut\(\|l\| \{.*?\n\s*\}\);)(\n\s*slot\.publish\(\);)/$2$1/s'
+gen step-part-claim-load-store src/step/mod.rs 's/if self\.claims\[p\]\s*\.compare_exchange\(step, step \+ 1, Ordering::Relaxed, Ordering::Relaxed\)\s*\.is_ok\(\)/if self.claims[p].load(Ordering::Relaxed) == step && { self.claims[p].store(step + 1, Ordering::Relaxed); true }/'
+gen step-lead-skips-update-wait src/step/mod.rs 's/let target = \(step \+ 1\) \* self\.n_parts\(\);/let target = step * self.n_parts();/'
+gen step-summary-arrival-order src/step/mod.rs 's/self\.summaries\[p\]\.with_mut\(\|s\| \{/self.summaries[self.summarized.load(Ordering::Relaxed) % self.n_parts()].with_mut(|s| {/'
+gen step-update-overlaps-next-part src/step/mod.rs 's/(fn update<H: StepHooks<J>>\(&self, p: usize, decision: &H::Decision, hooks: &mut H\) \{\n\s*let range = )self\.segments\.part_range\(p\);/${1}{ let r = self.segments.part_range(p); r.start..(r.end + 1).min(self.weights.len) };/'
+gen step-decide-before-summarized src/step/mod.rs 's/let target = \(step \+ 1\) \* n_parts;/let target = (step + 1) * n_parts - 1;/'
