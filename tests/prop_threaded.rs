@@ -8,7 +8,7 @@
 //! summed gradient (`last_gradient_sum`), and final weights, AdamW moments, update
 //! count, step count and sampler state.
 //! And every step of the reference agrees with a plain f64 GPT-2
-//! (`prop_threaded/reference.rs`, a copy of the one `model_reference.rs` proves):
+//! (`gpt2_reference/`, the one `model_reference.rs` proves):
 //! the summed gradient divided by the micro-batch count against the mean of the f64
 //! gradients of the step's micro-batches (redrawn with `Sampler` from the step's
 //! sampler state, as the trainer draws them: micro-batch `m` is the `m`-th
@@ -21,17 +21,16 @@
 //!
 //! `CLLM_PROP_THREADED_CASES=N` runs N cases instead of the default.
 
-#[path = "prop_threaded/reference.rs"]
-mod reference;
+mod gpt2_reference;
 
 use cllm::data::{symbol_index, MarkovSource, Sampler, SamplerState};
 use cllm::model::{GptConfig, ParamLayout};
 use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{Scheduler, StepStats, TrainConfig, TrainState, Trainer};
+use gpt2_reference::{compare_grads, within, Reference, LOSS_REL};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use reference::{compare_grads, within, Reference, LOSS_REL};
 use std::sync::Arc;
 
 /// One random case.

@@ -1,19 +1,19 @@
-//! The plain f64 GPT-2 reference (loss and every parameter's gradient) and the
-//! f32-vs-f64 comparison with its tolerances, for `tests/prop_threaded.rs`.
-//!
-//! COPIED VERBATIM from `tests/model_reference.rs` (the `Reference` type and its
-//! helpers, `GRAD_REL_L2`, `GRAD_ABS`, `LOSS_REL`, `within`, `compare_grads`; the
-//! finite-difference self-check, `total_loss` and `last_logits` are left out), with
-//! only `pub` added. That file cannot be reused in place: its items are private to it,
-//! it starts with inner doc comments (so `include!` rejects it) and it holds tests
-//! of its own that would run again here. That file is where the reference is proven
-//! (against f64 central differences) and where its tolerances are justified; keep
-//! this copy identical to it.
+//! The plain, independent f64 GPT-2 used by the tests (loss, every parameter's
+//! gradient, next-token logits; own loops, no cllm kernels; parameters read from the
+//! flat buffer by their Hugging Face names), its finite-difference self-check, and
+//! the f32-vs-f64 comparison with its tolerances.
+//! Shared by `tests/model_reference.rs` (which proves the reference against f64
+//! central differences and justifies the tolerances) and `tests/prop_threaded.rs`.
+//! Must never call cllm's kernels.
+#![allow(dead_code)]
 
+use cllm::data::Rng;
 use cllm::model::{GptConfig, ParamLayout};
 
+// ---- the independent f64 reference ------------------------------------------------
+
 /// Offsets of one block's tensors in the flat buffer (looked up by HF name).
-struct BlockOff {
+pub struct BlockOff {
     ln1_w: usize,
     ln1_b: usize,
     attn_w: usize,
@@ -41,13 +41,13 @@ pub struct Reference {
 }
 
 /// Layer-norm intermediates of one sequence: normalized input and 1/std per row.
-struct LnCache {
+pub struct LnCache {
     xhat: Vec<f64>,
     rstd: Vec<f64>,
 }
 
 /// Intermediates of one block for one sequence (rows = positions).
-struct BlockCache {
+pub struct BlockCache {
     x_in: Vec<f64>,
     ln1: LnCache,
     a1: Vec<f64>,
@@ -61,14 +61,14 @@ struct BlockCache {
 }
 
 /// Intermediates of one sequence.
-struct SeqCache {
+pub struct SeqCache {
     blocks: Vec<BlockCache>,
     lnf: LnCache,
     af: Vec<f64>,
     probs_out: Vec<f64>,
 }
 
-const LN_EPS: f64 = 1e-5;
+pub const LN_EPS: f64 = 1e-5;
 
 impl Reference {
     pub fn new(cfg: &GptConfig, layout: &ParamLayout) -> Self {
@@ -106,6 +106,18 @@ impl Reference {
         }
     }
 
+    /// Sum of the losses of every sequence (`tokens.len() / seq` of them).
+    pub fn total_loss(&self, p: &[f64], tokens: &[u32], targets: &[u32], seq: usize) -> f64 {
+        let mut total = 0.0;
+        for (tok, tgt) in tokens.chunks(seq).zip(targets.chunks(seq)) {
+            let (_, rows) = self.forward(p, tok);
+            for ((lse, logits), &y) in rows.iter().zip(tgt) {
+                total += lse - logits[y as usize];
+            }
+        }
+        total
+    }
+
     /// Mean loss and gradient of the mean loss over all positions.
     pub fn loss_and_grad(
         &self,
@@ -127,8 +139,14 @@ impl Reference {
         (total / n, g)
     }
 
+    /// Logits of the last position of one sequence.
+    pub fn last_logits(&self, p: &[f64], tokens: &[u32]) -> Vec<f64> {
+        let (_, rows) = self.forward(p, tokens);
+        rows.last().expect("non-empty sequence").1.clone()
+    }
+
     /// Forward of one sequence: the cache, and per position (logsumexp, logits).
-    fn forward(&self, p: &[f64], tok: &[u32]) -> (SeqCache, Vec<(f64, Vec<f64>)>) {
+    pub fn forward(&self, p: &[f64], tok: &[u32]) -> (SeqCache, Vec<(f64, Vec<f64>)>) {
         let (c, t, v) = (self.c, tok.len(), self.v);
         let mut x = vec![0.0; t * c];
         for (pos, &id) in tok.iter().enumerate() {
@@ -191,7 +209,7 @@ impl Reference {
 
     /// Causal multi-head attention of one sequence: output [t, c] and probabilities
     /// [nh, t, t] (zero above the diagonal).
-    fn attention(&self, qkv: &[f64], t: usize) -> (Vec<f64>, Vec<f64>) {
+    pub fn attention(&self, qkv: &[f64], t: usize) -> (Vec<f64>, Vec<f64>) {
         let (c, nh) = (self.c, self.nh);
         let hs = c / nh;
         let scale = 1.0 / (hs as f64).sqrt();
@@ -223,7 +241,7 @@ impl Reference {
     }
 
     /// Gradient of the attention input qkv [t, 3c] from the output gradient dy [t, c].
-    fn attention_backward(&self, dy: &[f64], qkv: &[f64], probs: &[f64], t: usize) -> Vec<f64> {
+    pub fn attention_backward(&self, dy: &[f64], qkv: &[f64], probs: &[f64], t: usize) -> Vec<f64> {
         let (c, nh) = (self.c, self.nh);
         let hs = c / nh;
         let scale = 1.0 / (hs as f64).sqrt();
@@ -255,7 +273,7 @@ impl Reference {
     }
 
     /// Accumulates into `g` the gradient of `scale * (sum of this sequence's losses)`.
-    fn backward(
+    pub fn backward(
         &self,
         p: &[f64],
         g: &mut [f64],
@@ -307,7 +325,7 @@ impl Reference {
 }
 
 /// `out[r, j] = sum_i inp[r, i] * w[i, j] + b[j]` (w is [ni, no], row-major).
-fn linear(inp: &[f64], w: &[f64], b: &[f64], rows: usize, ni: usize, no: usize) -> Vec<f64> {
+pub fn linear(inp: &[f64], w: &[f64], b: &[f64], rows: usize, ni: usize, no: usize) -> Vec<f64> {
     let mut out = vec![0.0; rows * no];
     for r in 0..rows {
         for j in 0..no {
@@ -323,7 +341,7 @@ fn linear(inp: &[f64], w: &[f64], b: &[f64], rows: usize, ni: usize, no: usize) 
 
 /// Backward of [`linear`]: accumulates dW, db into `g` at `w_off`, `b_off`; returns din.
 #[allow(clippy::too_many_arguments)]
-fn linear_backward(
+pub fn linear_backward(
     dout: &[f64],
     inp: &[f64],
     p: &[f64],
@@ -349,7 +367,7 @@ fn linear_backward(
 }
 
 /// Row-wise layer norm with gain `w` and bias `b` (eps 1e-5, biased variance).
-fn layernorm(x: &[f64], w: &[f64], b: &[f64], rows: usize, c: usize) -> (Vec<f64>, LnCache) {
+pub fn layernorm(x: &[f64], w: &[f64], b: &[f64], rows: usize, c: usize) -> (Vec<f64>, LnCache) {
     let mut out = vec![0.0; rows * c];
     let mut xhat = vec![0.0; rows * c];
     let mut rstd = vec![0.0; rows];
@@ -368,7 +386,7 @@ fn layernorm(x: &[f64], w: &[f64], b: &[f64], rows: usize, c: usize) -> (Vec<f64
 
 /// Backward of [`layernorm`]: accumulates dw, db into `g`; returns dx.
 #[allow(clippy::too_many_arguments)]
-fn layernorm_backward(
+pub fn layernorm_backward(
     dout: &[f64],
     cache: &LnCache,
     p: &[f64],
@@ -396,18 +414,51 @@ fn layernorm_backward(
     dx
 }
 
-const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
-const GELU_A: f64 = 0.044715;
+pub const GELU_K: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
+pub const GELU_A: f64 = 0.044715;
 
 /// GPT-2's gelu_new (tanh approximation).
-fn gelu(x: f64) -> f64 {
+pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + (GELU_K * (x + GELU_A * x * x * x)).tanh())
 }
 
 /// Derivative of [`gelu`].
-fn gelu_grad(x: f64) -> f64 {
+pub fn gelu_grad(x: f64) -> f64 {
     let th = (GELU_K * (x + GELU_A * x * x * x)).tanh();
     0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * GELU_A * x * x)
+}
+
+// ---- test inputs --------------------------------------------------------------------
+
+/// Random parameters (not GPT-2's init): matrices N(0, 0.4), biases N(0, 0.2),
+/// layer-norm gains 1 + N(0, 0.3) and biases N(0, 0.3), so every gradient, including
+/// the layer norms' and the biases', is exercised away from the special values 1/0.
+pub fn random_params(layout: &ParamLayout, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let mut p = vec![0.0f32; layout.len()];
+    for t in layout.tensors() {
+        let is_ln = t.name.contains("ln_");
+        let is_embedding = t.name.starts_with("wte") || t.name.starts_with("wpe");
+        let (mean, std) = match (t.is_matrix(), is_ln, t.name.ends_with(".weight")) {
+            (true, _, _) if is_embedding => (0.0, 1.0),
+            (true, _, _) => (0.0, 0.4),
+            (false, true, true) => (1.0, 0.3),
+            (false, true, false) => (0.0, 0.3),
+            (false, false, _) => (0.0, 0.2),
+        };
+        for x in &mut p[t.range()] {
+            *x = (mean + std * rng.normal()) as f32;
+        }
+    }
+    p
+}
+
+pub fn random_tokens(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.below(vocab) as u32).collect()
+}
+
+pub fn widen(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| f64::from(v)).collect()
 }
 
 // ---- comparisons --------------------------------------------------------------------
@@ -441,6 +492,7 @@ pub const GRAD_ABS: f64 = 1e-4;
 /// ill-conditioned width-3 models); 1e-4 is 10x above the worst seen and still
 /// 1000x below the effect of a wrong position, row or term.
 pub const LOSS_REL: f64 = 1e-4;
+pub const LOGIT_REL: f64 = 1e-4;
 
 /// `error <= bound`, false for a NaN error (so a NaN never passes a check).
 pub fn within(error: f64, bound: f64) -> bool {
@@ -487,4 +539,57 @@ pub fn compare_grads(
         }
     }
     Ok(worst)
+}
+
+/// Checks the reference's hand-written gradient against f64 central differences of
+/// the reference's own loss on three elements of every tensor (first, last, random).
+#[allow(clippy::too_many_arguments)]
+pub fn check_reference_by_differences(
+    r: &Reference,
+    layout: &ParamLayout,
+    p: &[f64],
+    grad: &[f64],
+    tokens: &[u32],
+    targets: &[u32],
+    seq: usize,
+    rng: &mut Rng,
+) -> Result<(), String> {
+    let n = tokens.len() as f64;
+    // Fourth-order central differences in f64: with step h the truncation error is
+    // O(h^4 f^(5)) and the cancellation error ~ 1e-16 * loss / h. Smooth cases: with
+    // h = 1e-4 both are below 1e-11, so the tolerance 1e-6 + 1e-4 |g| is far above
+    // them and far below any formula error (which is of the order of g itself).
+    // Near a layer norm whose input row has variance close to eps the loss has large
+    // high derivatives; the estimate at h/2 then differs from the one at h, and that
+    // difference (a bound on the truncation error of the h/2 estimate, which is 16
+    // times smaller than the h one's) is added to the tolerance.
+    let h = 1e-4;
+    let mut q = p.to_vec();
+    let mut loss_at = |i: usize, x: f64| {
+        q[i] = x;
+        let l = r.total_loss(&q, tokens, targets, seq) / n;
+        q[i] = p[i];
+        l
+    };
+    let mut fd = |i: usize, h: f64| {
+        let d1 = loss_at(i, p[i] + h) - loss_at(i, p[i] - h);
+        let d2 = loss_at(i, p[i] + 2.0 * h) - loss_at(i, p[i] - 2.0 * h);
+        (8.0 * d1 - d2) / (12.0 * h)
+    };
+    for t in layout.tensors() {
+        let r0 = t.range();
+        for i in [r0.start, r0.end - 1, r0.start + rng.below(t.numel())] {
+            let (coarse, fine) = (fd(i, h), fd(i, h / 2.0));
+            let tol = 1e-6 + 1e-4 * grad[i].abs() + (coarse - fine).abs();
+            if !within((fine - grad[i]).abs(), tol) {
+                return Err(format!(
+                    "reference backward disagrees with central differences at {}[{}]: {} vs {fine} (step h: {coarse})",
+                    t.name,
+                    i - r0.start,
+                    grad[i]
+                ));
+            }
+        }
+    }
+    Ok(())
 }
