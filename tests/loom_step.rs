@@ -23,6 +23,7 @@
 //! Must never touch: `tests/common` (used, not changed) or any other protocol's tests.
 
 mod common;
+mod step_toy;
 
 use cllm::segments::PART_ALIGN;
 use cllm::step::{StepError, StepHooks, StepProtocol, WorkerStats};
@@ -31,6 +32,7 @@ use core::ops::Range;
 use loom::sync::Arc;
 use loom::thread;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use step_toy::*;
 
 const N_SLOTS: usize = 2;
 const N_PARTS: usize = 2;
@@ -38,87 +40,6 @@ const LEN: usize = N_PARTS * PART_ALIGN;
 const STEPS: usize = 2;
 
 // ---- the test's hooks: tiny, deterministic, order-sensitive ----------------------
-
-/// A deterministic value per (step, slot, element): random sign and mantissa, an
-/// exponent in about 2^-8..2^8, so a different order or operand changes the bits.
-fn value(step: usize, slot: usize, i: usize) -> f32 {
-    let mut z = (step as u64) << 40 ^ (slot as u64) << 20 ^ i as u64;
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    let mantissa = 1.0 + (z & 0xff_ffff) as f32 / (1u32 << 24) as f32;
-    let exponent = ((z >> 24) % 17) as i32 - 8;
-    let sign = if z >> 63 == 0 { 1.0 } else { -1.0 };
-    sign * mantissa * 2f32.powi(exponent)
-}
-
-fn initial_weights() -> Vec<f32> {
-    (0..LEN).map(|i| value(1000, 7, i)).collect()
-}
-
-/// One job: which step and slot it fills (the hooks derive everything from these).
-#[derive(Debug, Clone, Copy)]
-struct Payload {
-    step: usize,
-    slot: usize,
-}
-
-/// The gradient of one job: reads every weight (both parts), so a stale or racing
-/// weight shows in the result. Returns the loss.
-fn job_gradient(w: &[f32], p: Payload, grad: &mut [f32]) -> f32 {
-    let k = 0.5 + 0.25 * p.slot as f32 + 0.125 * p.step as f32;
-    for (i, (g, &x)) in grad.iter_mut().zip(w).enumerate() {
-        *g = x * k + value(p.step, p.slot, i);
-    }
-    w[p.slot] * k + w[w.len() - 1 - p.slot]
-}
-
-/// A part's summary: its f64 sum in element order and its range.
-fn part_summary(range: Range<usize>, grad: &[f32], out: &mut Vec<f64>) {
-    out.clear();
-    out.push(grad.iter().map(|&g| g as f64).sum());
-    out.push(range.start as f64);
-    out.push(range.end as f64);
-}
-
-/// What every participant concludes: the update factor, and the exact inputs it was
-/// computed from (so a decision made from another order or a stale value shows).
-#[derive(Debug, Clone, PartialEq)]
-struct Decision {
-    step: usize,
-    c: f32,
-    inputs: Vec<u64>,
-}
-
-/// The decision: a pure, order-sensitive function of the losses (slot order) and the
-/// summaries (part order).
-fn decision(step: usize, losses: &[f32], summaries: &[&Vec<f64>]) -> Decision {
-    let mut acc = 0.0f64;
-    let mut inputs = Vec::new();
-    for (m, &l) in losses.iter().enumerate() {
-        acc += (m + 1) as f64 * l as f64;
-        inputs.push(l.to_bits() as u64);
-    }
-    for (p, s) in summaries.iter().enumerate() {
-        acc += (p + 2) as f64 * s[0] + 1e-3 * (s[1] + 3.0 * s[2]);
-        inputs.extend(s.iter().map(|x| x.to_bits()));
-    }
-    let frac = acc.abs().fract();
-    Decision {
-        step,
-        c: (1e-3 * (1.0 + frac)) as f32,
-        inputs,
-    }
-}
-
-/// The update of one part: weights -= c * grad, aux[0] += grad.
-fn part_update(c: f32, weights: &mut [f32], grad: &[f32], aux: &mut [f32]) {
-    for ((w, a), &g) in weights.iter_mut().zip(aux.iter_mut()).zip(grad) {
-        *w -= c * g;
-        *a += g;
-    }
-}
 
 #[derive(Debug)]
 struct Injected;
@@ -196,7 +117,7 @@ fn expected(steps: usize) -> Expected {
     let parts: Vec<Range<usize>> = (0..N_PARTS)
         .map(|p| p * PART_ALIGN..(p + 1) * PART_ALIGN)
         .collect();
-    let mut w = initial_weights();
+    let mut w = initial_weights(LEN);
     let mut aux = vec![0.0f32; LEN];
     let mut sum = vec![0.0f32; LEN];
     let mut decisions = Vec::new();
@@ -254,7 +175,7 @@ fn run_once(
         StepProtocol::<Payload, Loom>::new(
             N_SLOTS,
             N_PARTS,
-            initial_weights(),
+            initial_weights(LEN),
             vec![vec![0.0; LEN]],
         )
         .unwrap(),
