@@ -51,6 +51,13 @@ enum Command {
 }
 
 fn main() {
+    #[cfg(unix)]
+    // SAFETY: first thing in main, before any other thread exists. Restores the
+    // default SIGPIPE action (Rust ignores it), so `cllm ... | head` ends quietly like
+    // any Unix tool instead of panicking on the closed pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => cli::train::run(args),

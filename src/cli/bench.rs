@@ -35,7 +35,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub max_threads: Option<usize>,
     /// Micro-batches per step; the step's sequences are split evenly between them
-    /// [default: the largest thread count, so every worker has one].
+    /// [default: the smallest divisor of the shape's sequences per step that is at
+    /// least the largest thread count, so every worker has one].
     #[arg(long)]
     pub micro_batches: Option<usize>,
     /// Which schedulers to measure.
@@ -74,7 +75,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Shape::S => (2, 128, 4, 64, 16),
         Shape::M => (4, 256, 8, 128, 8),
     };
-    let micro_batches = args.micro_batches.unwrap_or(max_threads);
+    let micro_batches = args.micro_batches.unwrap_or_else(|| {
+        (max_threads..=sequences)
+            .find(|m| sequences % m == 0)
+            .unwrap_or(sequences)
+    });
     if micro_batches == 0 || sequences % micro_batches != 0 {
         bail!("--micro-batches {micro_batches} must divide the shape's {sequences} sequences per step");
     }

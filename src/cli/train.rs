@@ -115,7 +115,8 @@ pub struct TrainArgs {
 pub enum SchedulerArg {
     /// Lock-free step protocol (default).
     Lockfree,
-    /// Two std::sync::Barrier waits per step (the baseline).
+    /// Two barrier waits per step, reduction and update on the main thread (the
+    /// baseline).
     Barrier,
 }
 
