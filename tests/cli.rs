@@ -206,6 +206,46 @@ fn weight_bits(dir: &std::path::Path) -> Vec<u32> {
     state.params.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Thread count and scheduler change no byte of a checkpoint: the model and training
+/// state files of 1 thread, 2 lock-free and 2 barrier workers are identical.
+#[test]
+fn checkpoints_are_byte_identical_across_threads_and_schedulers() {
+    let dir = scratch("bytes");
+    let files = [
+        "model.safetensors",
+        "train_state.safetensors",
+        "train_state.json",
+    ];
+    let mut seen: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (name, extra) in [
+        ("one", ["--threads", "1", "--scheduler", "lockfree"]),
+        ("lockfree", ["--threads", "2", "--scheduler", "lockfree"]),
+        ("barrier", ["--threads", "2", "--scheduler", "barrier"]),
+    ] {
+        let out = dir.join(name);
+        let mut args = vec!["train", "--steps", "4", "--micro-batches", "2"];
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        args.extend_from_slice(&extra);
+        args.extend_from_slice(TINY);
+        let run = cllm(&args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let step = out.join("step-00000004");
+        seen.push(
+            files
+                .iter()
+                .map(|f| std::fs::read(step.join(f)).unwrap())
+                .collect(),
+        );
+    }
+    assert_eq!(seen[1], seen[0], "2 lock-free workers vs 1");
+    assert_eq!(seen[2], seen[0], "2 barrier workers vs 1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Ctrl-C in the middle of a run: the step in progress finishes, a checkpoint is
 /// written, the exit status is 130, and `--resume` continues bit for bit (compared
 /// with an uninterrupted run to the same step). The signal is sent once the run has

@@ -159,10 +159,36 @@ pub fn to_safetensors(
         })?;
         views.push((spec.name.clone(), view));
     }
-    safetensors::serialize(views, metadata).map_err(|e| CheckpointIoError::Format {
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| CheckpointIoError::Format {
         path: PathBuf::from("<memory>"),
         reason: e.to_string(),
-    })
+    })?;
+    Ok(canonical_header(bytes))
+}
+
+/// The same safetensors bytes with the header's JSON keys in sorted order (the
+/// library writes the metadata map in hash order), so equal tensors and metadata
+/// always give equal files. The header stays padded with spaces to 8 bytes and the
+/// data offsets are relative to the data section, which does not move.
+fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
+    let parsed = bytes
+        .get(..8)
+        .and_then(|n| Some(u64::from_le_bytes(n.try_into().ok()?) as usize))
+        .and_then(|n| Some((n, bytes.get(8..8usize.checked_add(n)?)?)))
+        .and_then(|(n, h)| Some((n, serde_json::from_slice::<serde_json::Value>(h).ok()?)));
+    let Some((n, header)) = parsed else {
+        return bytes; // not ours to fix: the library wrote it
+    };
+    // serde_json's map is ordered by key (no `preserve_order` feature).
+    let Ok(mut json) = serde_json::to_vec(&header) else {
+        return bytes;
+    };
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// Read a safetensors file into a flat buffer of `len` floats laid out by `specs`,
