@@ -212,7 +212,13 @@ fn threaded_run(
 ) -> Result<(Trace, TrainState), TestCaseError> {
     let state = TrainState::initial(&cfg).unwrap();
     let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler).unwrap();
-    prop_assert_eq!(trainer.threads(), threads.min(cfg.micro_batches));
+    // One worker per micro-batch at most; lock-free turns the rest into helpers.
+    prop_assert_eq!(trainer.workers(), threads.min(cfg.micro_batches));
+    let all = match scheduler {
+        Scheduler::LockFree => threads,
+        Scheduler::Barrier => threads.min(cfg.micro_batches),
+    };
+    prop_assert_eq!(trainer.threads(), all);
     let mut trace = Vec::new();
     for _ in 0..cfg.steps {
         let mut seen = Vec::new();

@@ -62,7 +62,13 @@ fn threaded(
 ) -> (Trace, TrainState) {
     let state = TrainState::initial(&cfg).unwrap();
     let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler).unwrap();
-    assert_eq!(trainer.threads(), threads.min(cfg.micro_batches));
+    // One worker per micro-batch at most; lock-free turns the rest into helpers.
+    assert_eq!(trainer.workers(), threads.min(cfg.micro_batches));
+    let all = match scheduler {
+        Scheduler::LockFree => threads,
+        Scheduler::Barrier => threads.min(cfg.micro_batches),
+    };
+    assert_eq!(trainer.threads(), all);
     let mut trace = Vec::new();
     for _ in 0..cfg.steps {
         let mut loss = None;

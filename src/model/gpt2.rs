@@ -25,8 +25,8 @@ use super::context::TrainingContext;
 use super::kernels::{
     attention_backward, attention_forward, crossentropy_forward, crossentropy_forward_backward,
     encoder_backward, encoder_forward, gelu_backward, gelu_forward, layernorm_backward,
-    layernorm_forward, lm_head_backward, lm_head_forward, matmul_backward, matmul_forward,
-    residual_forward,
+    layernorm_forward, lm_head_backward_split, lm_head_forward, lm_head_forward_split,
+    matmul_backward_split, matmul_forward_split, residual_forward, RowSplit, Serial,
 };
 use core::ops::Range;
 
@@ -42,6 +42,20 @@ pub fn forward_backward(
     targets: &[u32],
     grads: &mut [f32],
 ) -> Result<f32, ModelError> {
+    forward_backward_split(cfg, params, ctx, tokens, targets, grads, &Serial)
+}
+
+/// [`forward_backward`] with every matmul's output rows split over `split`'s parts
+/// (intra-batch parallelism): the same bits, computed by more threads.
+pub fn forward_backward_split(
+    cfg: &GptConfig,
+    params: &[f32],
+    ctx: &mut TrainingContext,
+    tokens: &[u32],
+    targets: &[u32],
+    grads: &mut [f32],
+    split: &dyn RowSplit,
+) -> Result<f32, ModelError> {
     check_call(cfg, params, ctx)?;
     let n = ctx.batch * ctx.seq;
     check_tokens("tokens", tokens, n, cfg.vocab_size)?;
@@ -49,15 +63,16 @@ pub fn forward_backward(
     check_len("grads", grads.len(), ctx.layout.len())?;
 
     let (b, t, v) = (ctx.batch, ctx.seq, cfg.vocab_size);
-    forward(cfg, params, ctx, tokens, b, t);
+    forward(cfg, params, ctx, tokens, b, t, split);
     let r = ctx.layout.ranges();
     let c = cfg.n_embd;
-    lm_head_forward(&mut ctx.logits, &ctx.lnf, &params[r.wte.clone()], n, c, v);
+    let wte = &params[r.wte.clone()];
+    lm_head_forward_split(split, &mut ctx.logits, &ctx.lnf, wte, n, c, v);
     let dloss = 1.0 / n as f32;
     crossentropy_forward_backward(&mut ctx.logits, &mut ctx.losses, targets, n, v, dloss);
     let loss = mean_loss(&ctx.losses);
     grads.fill(0.0);
-    backward(cfg, params, ctx, tokens, grads);
+    backward(cfg, params, ctx, tokens, grads, split);
     Ok(loss)
 }
 
@@ -76,7 +91,7 @@ pub fn forward_loss(
     check_tokens("targets", targets, n, cfg.vocab_size)?;
 
     let (b, t, v) = (ctx.batch, ctx.seq, cfg.vocab_size);
-    forward(cfg, params, ctx, tokens, b, t);
+    forward(cfg, params, ctx, tokens, b, t, &Serial);
     let r = ctx.layout.ranges();
     lm_head_forward(
         &mut ctx.logits,
@@ -116,7 +131,7 @@ pub fn next_token_logits(
     check_tokens("tokens", tokens, len, cfg.vocab_size)?;
     check_len("logits", logits.len(), cfg.vocab_size)?;
 
-    forward(cfg, params, ctx, tokens, 1, len);
+    forward(cfg, params, ctx, tokens, 1, len, &Serial);
     let c = cfg.n_embd;
     let last = &ctx.lnf[(len - 1) * c..len * c];
     let wte = &params[ctx.layout.ranges().wte.clone()];
@@ -181,6 +196,7 @@ fn forward(
     tokens: &[u32],
     b: usize,
     t: usize,
+    split: &dyn RowSplit,
 ) {
     let (c, nh) = (cfg.n_embd, cfg.n_head);
     let n = b * t;
@@ -210,10 +226,20 @@ fn forward(
             c,
         );
         let qkv = &mut a.qkv[..3 * nc];
-        matmul_forward(qkv, ln1, p(&w.c_attn_w), Some(p(&w.c_attn_b)), n, c, 3 * c);
+        matmul_forward_split(
+            split,
+            qkv,
+            ln1,
+            p(&w.c_attn_w),
+            Some(p(&w.c_attn_b)),
+            n,
+            c,
+            3 * c,
+        );
         let (atty, att) = (&mut a.atty[..nc], &mut a.att[..att_len]);
         attention_forward(atty, att, qkv, b, t, c, nh);
-        matmul_forward(
+        matmul_forward_split(
+            split,
             proj,
             atty,
             p(&w.attn_proj_w),
@@ -237,10 +263,20 @@ fn forward(
             c,
         );
         let fch = &mut a.fch[..4 * nc];
-        matmul_forward(fch, ln2, p(&w.c_fc_w), Some(p(&w.c_fc_b)), n, c, 4 * c);
+        matmul_forward_split(
+            split,
+            fch,
+            ln2,
+            p(&w.c_fc_w),
+            Some(p(&w.c_fc_b)),
+            n,
+            c,
+            4 * c,
+        );
         let fch_gelu = &mut a.fch_gelu[..4 * nc];
         gelu_forward(fch_gelu, fch);
-        matmul_forward(
+        matmul_forward_split(
+            split,
             proj,
             fch_gelu,
             p(&w.mlp_proj_w),
@@ -276,6 +312,7 @@ fn backward(
     ctx: &mut TrainingContext,
     tokens: &[u32],
     grads: &mut [f32],
+    split: &dyn RowSplit,
 ) {
     let (b, t) = (ctx.batch, ctx.seq);
     let (c, nh, v) = (cfg.n_embd, cfg.n_head, cfg.vocab_size);
@@ -301,7 +338,8 @@ fn backward(
 
     // Head: logits = lnf @ wte^T, lnf = ln_f(x_L).
     dln.fill(0.0);
-    lm_head_backward(
+    lm_head_backward_split(
+        split,
         dln,
         &mut grads[r.wte.clone()],
         dlogits,
@@ -339,7 +377,8 @@ fn backward(
         // dres = d loss / d residual3 = d loss / d (mlp.c_proj output).
         dfch_gelu.fill(0.0);
         let (dw, db) = two_mut(grads, &w.mlp_proj_w, &w.mlp_proj_b);
-        matmul_backward(
+        matmul_backward_split(
+            split,
             dfch_gelu,
             dw,
             Some(db),
@@ -354,7 +393,18 @@ fn backward(
         gelu_backward(dfch, &a.fch, dfch_gelu);
         dln.fill(0.0);
         let (dw, db) = two_mut(grads, &w.c_fc_w, &w.c_fc_b);
-        matmul_backward(dln, dw, Some(db), dfch, &a.ln2, p(&w.c_fc_w), n, c, 4 * c);
+        matmul_backward_split(
+            split,
+            dln,
+            dw,
+            Some(db),
+            dfch,
+            &a.ln2,
+            p(&w.c_fc_w),
+            n,
+            c,
+            4 * c,
+        );
         let (dw, db) = two_mut(grads, &w.ln_2_w, &w.ln_2_b);
         layernorm_backward(
             dres,
@@ -371,7 +421,8 @@ fn backward(
         // dres = d loss / d residual2 = d loss / d (attn.c_proj output).
         datty.fill(0.0);
         let (dw, db) = two_mut(grads, &w.attn_proj_w, &w.attn_proj_b);
-        matmul_backward(
+        matmul_backward_split(
+            split,
             datty,
             dw,
             Some(db),
@@ -386,7 +437,18 @@ fn backward(
         attention_backward(dqkv, datt, datty, &a.qkv, &a.att, b, t, c, nh);
         dln.fill(0.0);
         let (dw, db) = two_mut(grads, &w.c_attn_w, &w.c_attn_b);
-        matmul_backward(dln, dw, Some(db), dqkv, &a.ln1, p(&w.c_attn_w), n, c, 3 * c);
+        matmul_backward_split(
+            split,
+            dln,
+            dw,
+            Some(db),
+            dqkv,
+            &a.ln1,
+            p(&w.c_attn_w),
+            n,
+            c,
+            3 * c,
+        );
         let (dw, db) = two_mut(grads, &w.ln_1_w, &w.ln_1_b);
         layernorm_backward(
             dres,

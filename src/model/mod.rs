@@ -20,6 +20,7 @@ pub mod layout;
 
 pub use config::{GptConfig, ModelError, MAX_PARAMS};
 pub use context::TrainingContext;
-pub use gpt2::{forward_backward, forward_loss, next_token_logits};
+pub use gpt2::{forward_backward, forward_backward_split, forward_loss, next_token_logits};
 pub use init::{init_params, try_init_params, INIT_STD};
+pub use kernels::{RowSplit, Serial};
 pub use layout::{ParamLayout, TensorInfo};

@@ -50,6 +50,10 @@
 //! [`StepProtocol::stop`] ends the run between steps; [`StepProtocol::abort`] ends it
 //! at once (every wait returns [`StepError::Aborted`]).
 
+pub mod team;
+
+pub use team::Team;
+
 use crate::queue::WorkQueue;
 use crate::segments::{GradientSegments, SegmentsError};
 use crate::sync::{AtomicFlag, AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};

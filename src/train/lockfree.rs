@@ -7,12 +7,16 @@
 //! reduction order is fixed, the norm is summed in fixed blocks, and every worker
 //! computes the same step decision. Never touches files or the CLI.
 //!
+//! With more threads than micro-batches, each worker leads a [`Team`] of helper
+//! threads that split its micro-batch's matmuls by output rows (intra-batch
+//! parallelism; the same bits, see `model::RowSplit`).
+//!
 //! Generic over [`Platform`] so the whole trainer runs under shuttle in the tests.
 
 use crate::data::{DataError, Sampler, SamplerState};
-use crate::model::{self, TrainingContext};
+use crate::model::{self, RowSplit, TrainingContext};
 use crate::queue::PrefetchQueue;
-use crate::step::{StepError, StepHooks, StepProtocol, WorkerStats};
+use crate::step::{StepError, StepHooks, StepProtocol, Team, WorkerStats};
 use crate::sync::{Join, Platform};
 use crate::train::norm;
 use crate::train::optim::{update_part, StepScalars};
@@ -53,7 +57,8 @@ pub struct Decision {
     scalars: StepScalars,
 }
 
-/// Run up to `steps` optimizer steps on `workers` participants (`contexts.len()`),
+/// Run up to `steps` optimizer steps on `contexts.len()` workers plus `helpers` helper
+/// threads (spread over the workers' teams as evenly as possible),
 /// updating `state` in place and leaving the last step's summed gradient in
 /// `last_grad`. `on_step` runs on the calling thread after each step;
 /// returning `false` stops the run after that step. Returns the contexts (a worker
@@ -64,6 +69,7 @@ pub fn run<P: Platform>(
     state: &mut TrainState,
     decay: &Arc<[Range<usize>]>,
     mut contexts: Vec<TrainingContext>,
+    helpers: usize,
     train: &Arc<[u32]>,
     steps: u64,
     last_grad: &mut Vec<f32>,
@@ -90,17 +96,37 @@ pub fn run<P: Platform>(
         Ok(p) => Arc::new(p),
         Err(e) => return (contexts, Err(e.into())),
     };
-    let hooks = |ctx, worker| TrainHooks {
+    // Team w: worker w plus its share of the helpers.
+    let teams: Vec<Arc<Team<P>>> = (0..n_workers)
+        .map(|w| {
+            let extra = helpers / n_workers + usize::from(w < helpers % n_workers);
+            Arc::new(Team::new(1 + extra))
+        })
+        .collect();
+    let mut helper_handles = Vec::new();
+    let mut spawn_error = None;
+    for (w, team) in teams.iter().enumerate() {
+        for h in 1..team.size() {
+            let team = Arc::clone(team);
+            match P::spawn(&format!("cllm-helper-{w}.{h}"), move || team.help(h)) {
+                Ok(handle) => helper_handles.push(handle),
+                Err(e) => {
+                    spawn_error = Some(TrainError::Config(format!("starting a helper: {e}")));
+                }
+            }
+        }
+    }
+    let hooks = |ctx, worker: usize| TrainHooks::<P> {
         cfg: *cfg,
         ctx,
         decay: Arc::clone(decay),
         worker,
+        team: Arc::clone(&teams[worker]),
         first_step: state.step,
         first_t: state.opt.t,
     };
     let mut leader_hooks = hooks(contexts.remove(0), 0);
     let mut handles = Vec::new();
-    let mut spawn_error = None;
     for (i, ctx) in contexts.into_iter().enumerate() {
         let worker = i + 1;
         let protocol = Arc::clone(&protocol);
@@ -195,6 +221,15 @@ pub fn run<P: Platform>(
             }),
         }
     }
+    // Every team leader has returned: release and join the helpers.
+    for team in &teams {
+        team.stop();
+    }
+    for handle in helper_handles {
+        if handle.join().is_err() {
+            errors.push(TrainError::Config("a helper thread died".into()));
+        }
+    }
     let aborted_only = |e: &TrainError| matches!(e, TrainError::Aborted);
     let error = errors
         .iter()
@@ -265,16 +300,29 @@ fn start_prefetch<P: Platform>(
 
 // ---- the hooks: what a worker does inside the protocol ----------------------------
 
-struct TrainHooks {
+struct TrainHooks<P: Platform> {
     cfg: TrainConfig,
     ctx: TrainingContext,
     decay: Arc<[Range<usize>]>,
     worker: usize,
+    team: Arc<Team<P>>,
     first_step: u64,
     first_t: u64,
 }
 
-impl StepHooks<Fetched> for TrainHooks {
+/// A team as the model's row splitter.
+struct TeamSplit<'a, P: Platform>(&'a Team<P>);
+
+impl<P: Platform> RowSplit for TeamSplit<'_, P> {
+    fn parts(&self) -> usize {
+        self.0.size()
+    }
+    fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        self.0.run(f)
+    }
+}
+
+impl<P: Platform> StepHooks<Fetched> for TrainHooks<P> {
     type Error = TrainError;
     type Decision = Decision;
 
@@ -284,13 +332,14 @@ impl StepHooks<Fetched> for TrainHooks {
         job: &Fetched,
         grad: &mut [f32],
     ) -> Result<f32, TrainError> {
-        model::forward_backward(
+        model::forward_backward_split(
             &self.cfg.model,
             weights,
             &mut self.ctx,
             &job.tokens,
             &job.targets,
             grad,
+            &TeamSplit(&self.team),
         )
         .map_err(|e| TrainError::WorkerFailed {
             step: job.step,

@@ -194,6 +194,9 @@ pub struct Trainer {
     decay: Arc<[Range<usize>]>,
     scheduler: Scheduler,
     poisoned: bool,
+    /// Helper threads of the lock-free scheduler's teams (threads beyond one per
+    /// micro-batch).
+    helpers: usize,
     totals: RunTotals,
     state: TrainState,
     sampler: Sampler,
@@ -320,8 +323,14 @@ impl Trainer {
             )));
         }
         let decay: Arc<[Range<usize>]> = decay_ranges(&layout).into();
-        // More workers than micro-batches would only idle.
+        // One worker (with its own context) per micro-batch at most; the lock-free
+        // scheduler turns the remaining threads into helpers that split the workers'
+        // matmuls, the barrier scheduler leaves them out.
         let workers = threads.min(cfg.micro_batches);
+        let helpers = match scheduler {
+            Scheduler::LockFree => threads - workers,
+            Scheduler::Barrier => 0,
+        };
         let contexts = (0..workers)
             .map(|_| TrainingContext::new(&cfg.model, cfg.batch, cfg.seq))
             .collect::<Result<Vec<_>, _>>()?;
@@ -335,6 +344,7 @@ impl Trainer {
             decay,
             scheduler,
             poisoned: false,
+            helpers,
             totals: RunTotals::default(),
             state,
             contexts,
@@ -369,9 +379,14 @@ impl Trainer {
         &self.state
     }
 
-    /// Workers of [`Trainer::run`] (the requested threads, at most one per
-    /// micro-batch).
+    /// Threads of [`Trainer::run`]: the workers plus the helpers.
     pub fn threads(&self) -> usize {
+        self.workers() + self.helpers
+    }
+
+    /// Workers with their own context (at most one per micro-batch); the other
+    /// threads are helpers that split the workers' matmuls (lock-free only).
+    pub fn workers(&self) -> usize {
         self.contexts.len()
     }
 
@@ -399,7 +414,7 @@ impl Trainer {
             return Err(TrainError::Poisoned);
         }
         self.poisoned = true;
-        let workers = self.threads();
+        let workers = self.workers();
         self.contexts.truncate(workers);
         let report = match self.scheduler {
             Scheduler::LockFree => {
@@ -410,6 +425,7 @@ impl Trainer {
                     &mut self.state,
                     &self.decay,
                     contexts,
+                    self.helpers,
                     train,
                     steps,
                     &mut self.grad,

@@ -44,3 +44,5 @@ gen step-lead-skips-update-wait src/step/mod.rs 's/let target = \(step \+ 1\) \*
 gen step-summary-arrival-order src/step/mod.rs 's/self\.summaries\[p\]\.with_mut\(\|s\| \{/self.summaries[self.summarized.load(Ordering::Relaxed) % self.n_parts()].with_mut(|s| {/'
 gen step-update-overlaps-next-part src/step/mod.rs 's/(fn update<H: StepHooks<J>>\(&self, p: usize, decision: &H::Decision, hooks: &mut H\) \{\n\s*let range = )self\.segments\.part_range\(p\);/${1}{ let r = self.segments.part_range(p); r.start..(r.end + 1).min(self.weights.len) };/'
 gen step-decide-before-summarized src/step/mod.rs 's/let target = \(step \+ 1\) \* n_parts;/let target = (step + 1) * n_parts - 1;/'
+gen team-run-returns-early src/step/team.rs 's/let target = g \* \(self\.size - 1\);/let target = (g - 1) * (self.size - 1);/'
+gen team-helper-wrong-part src/step/team.rs 's/\(\|\| f\(helper\)\)/(|| f(helper - 1))/'

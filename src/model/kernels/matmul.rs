@@ -2,7 +2,8 @@
 //! `[in, out]` like HF GPT-2's `Conv1D`) and the tied LM head
 //! [`lm_head_forward`]/[`lm_head_backward`] (`wte` stored `[vocab, c]`).
 //! Must never compute a product other than through [`gemm`] (one summation order for
-//! every matmul), and never thread.
+//! every matmul), and never thread itself: the `_split` variants hand disjoint output
+//! rows to a caller-supplied [`RowSplit`], which gives the same bits as one call.
 //!
 //! Row independence: every output row of a forward, and every row of `dinp`, is a
 //! function of the matching input row alone (see [`super::gemm`]), so splitting the
@@ -10,6 +11,7 @@
 //! in row order; a caller that splits rows gets per-part partial sums instead.
 
 use super::gemm::{gemm, Init};
+use super::split::{rows, RowSplit, Serial, SharedMut};
 use std::cell::RefCell;
 
 thread_local! {
@@ -56,6 +58,21 @@ pub fn matmul_forward(
     ic: usize,
     oc: usize,
 ) {
+    matmul_forward_split(&Serial, out, inp, weight, bias, n, ic, oc)
+}
+
+/// [`matmul_forward`] with its `n` output rows split over `split`'s parts.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_forward_split(
+    split: &dyn RowSplit,
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    ic: usize,
+    oc: usize,
+) {
     debug_assert_eq!(out.len(), n * oc);
     debug_assert_eq!(inp.len(), n * ic);
     debug_assert_eq!(weight.len(), ic * oc);
@@ -66,7 +83,22 @@ pub fn matmul_forward(
         }
         None => Init::Zero,
     };
-    gemm(n, oc, ic, inp, ic, 1, weight, oc, out, oc, init);
+    let parts = split.parts();
+    if parts <= 1 {
+        return gemm(n, oc, ic, inp, ic, 1, weight, oc, out, oc, init);
+    }
+    assert!(
+        out.len() >= n * oc && inp.len() >= n * ic,
+        "matmul: buffer too short"
+    );
+    let out = SharedMut(out.as_mut_ptr());
+    split.run(&|i| {
+        let r = rows(n, parts, i);
+        // SAFETY: parts own disjoint row ranges of `out` (checked long enough above).
+        let o = unsafe { out.rows(&r, oc) };
+        let a = &inp[r.start * ic..r.end * ic];
+        gemm(r.len(), oc, ic, a, ic, 1, weight, oc, o, oc, init);
+    });
 }
 
 /// Backward of [`matmul_forward`], accumulating:
@@ -89,29 +121,73 @@ pub fn matmul_backward(
     ic: usize,
     oc: usize,
 ) {
+    matmul_backward_split(&Serial, dinp, dweight, dbias, dout, inp, weight, n, ic, oc)
+}
+
+/// [`matmul_backward`] with the rows of `dinp` (`n`) and of `dweight` (`ic`) split
+/// over `split`'s parts.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_backward_split(
+    split: &dyn RowSplit,
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    ic: usize,
+    oc: usize,
+) {
     debug_assert_eq!(dinp.len(), n * ic);
     debug_assert_eq!(dweight.len(), ic * oc);
     debug_assert_eq!(dout.len(), n * oc);
     debug_assert_eq!(inp.len(), n * ic);
     debug_assert_eq!(weight.len(), ic * oc);
-    // dinp[n, ic] += dout[n, oc] @ weight^T[oc, ic]
-    with_transposed(weight, ic, oc, |wt| {
-        gemm(n, ic, oc, dout, oc, 1, wt, ic, dinp, ic, Init::Accumulate)
-    });
-    // dweight[ic, oc] += inp^T[ic, n] @ dout[n, oc]; A(i, kk) = inp[kk * ic + i].
-    gemm(
-        ic,
-        oc,
-        n,
-        inp,
-        1,
-        ic,
-        dout,
-        oc,
-        dweight,
-        oc,
-        Init::Accumulate,
-    );
+    let parts = split.parts();
+    if parts <= 1 {
+        // dinp[n, ic] += dout[n, oc] @ weight^T[oc, ic]
+        with_transposed(weight, ic, oc, |wt| {
+            gemm(n, ic, oc, dout, oc, 1, wt, ic, dinp, ic, Init::Accumulate)
+        });
+        // dweight[ic, oc] += inp^T[ic, n] @ dout[n, oc]; A(i, kk) = inp[kk * ic + i].
+        gemm(
+            ic,
+            oc,
+            n,
+            inp,
+            1,
+            ic,
+            dout,
+            oc,
+            dweight,
+            oc,
+            Init::Accumulate,
+        );
+    } else {
+        assert!(
+            dinp.len() >= n * ic && dweight.len() >= ic * oc && inp.len() >= n * ic,
+            "matmul: buffer too short"
+        );
+        let (di, dw) = (
+            SharedMut(dinp.as_mut_ptr()),
+            SharedMut(dweight.as_mut_ptr()),
+        );
+        with_transposed(weight, ic, oc, |wt| {
+            split.run(&|i| {
+                let r = rows(n, parts, i);
+                // SAFETY: parts own disjoint row ranges of `dinp` (length checked).
+                let d = unsafe { di.rows(&r, ic) };
+                let g = &dout[r.start * oc..r.end * oc];
+                gemm(r.len(), ic, oc, g, oc, 1, wt, ic, d, ic, Init::Accumulate);
+                let r = rows(ic, parts, i);
+                // SAFETY: parts own disjoint row ranges of `dweight` (length checked).
+                let d = unsafe { dw.rows(&r, oc) };
+                let a = &inp[r.start..];
+                gemm(r.len(), oc, n, a, 1, ic, dout, oc, d, oc, Init::Accumulate);
+            })
+        });
+    }
     if let Some(dbias) = dbias {
         debug_assert_eq!(dbias.len(), oc);
         let dbias = &mut dbias[..oc];
@@ -130,11 +206,41 @@ pub fn matmul_backward(
 /// # Panics
 /// If a slice is shorter than its shape.
 pub fn lm_head_forward(logits: &mut [f32], inp: &[f32], wte: &[f32], n: usize, c: usize, v: usize) {
+    lm_head_forward_split(&Serial, logits, inp, wte, n, c, v)
+}
+
+/// [`lm_head_forward`] with its `n` rows split over `split`'s parts.
+pub fn lm_head_forward_split(
+    split: &dyn RowSplit,
+    logits: &mut [f32],
+    inp: &[f32],
+    wte: &[f32],
+    n: usize,
+    c: usize,
+    v: usize,
+) {
     debug_assert_eq!(logits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
+    let parts = split.parts();
+    if parts <= 1 {
+        return with_transposed(wte, v, c, |wt| {
+            gemm(n, v, c, inp, c, 1, wt, v, logits, v, Init::Zero)
+        });
+    }
+    assert!(
+        logits.len() >= n * v && inp.len() >= n * c,
+        "lm head: buffer too short"
+    );
+    let out = SharedMut(logits.as_mut_ptr());
     with_transposed(wte, v, c, |wt| {
-        gemm(n, v, c, inp, c, 1, wt, v, logits, v, Init::Zero)
+        split.run(&|i| {
+            let r = rows(n, parts, i);
+            // SAFETY: parts own disjoint row ranges of `logits` (length checked).
+            let o = unsafe { out.rows(&r, v) };
+            let a = &inp[r.start * c..r.end * c];
+            gemm(r.len(), v, c, a, c, 1, wt, v, o, v, Init::Zero);
+        })
     });
 }
 
@@ -156,12 +262,61 @@ pub fn lm_head_backward(
     c: usize,
     v: usize,
 ) {
+    lm_head_backward_split(&Serial, dinp, dwte, dlogits, inp, wte, n, c, v)
+}
+
+/// [`lm_head_backward`] with the rows of `dinp` (`n`) and of `dwte` (`v`) split over
+/// `split`'s parts.
+#[allow(clippy::too_many_arguments)]
+pub fn lm_head_backward_split(
+    split: &dyn RowSplit,
+    dinp: &mut [f32],
+    dwte: &mut [f32],
+    dlogits: &[f32],
+    inp: &[f32],
+    wte: &[f32],
+    n: usize,
+    c: usize,
+    v: usize,
+) {
     debug_assert_eq!(dinp.len(), n * c);
     debug_assert!(dwte.len() >= v * c);
     debug_assert_eq!(dlogits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
-    gemm(n, c, v, dlogits, v, 1, wte, c, dinp, c, Init::Accumulate);
-    // dwte[v, c] += dlogits^T[v, n] @ inp[n, c]; A(i, kk) = dlogits[kk * v + i].
-    gemm(v, c, n, dlogits, 1, v, inp, c, dwte, c, Init::Accumulate);
+    let parts = split.parts();
+    if parts <= 1 {
+        gemm(n, c, v, dlogits, v, 1, wte, c, dinp, c, Init::Accumulate);
+        // dwte[v, c] += dlogits^T[v, n] @ inp[n, c]; A(i, kk) = dlogits[kk * v + i].
+        gemm(v, c, n, dlogits, 1, v, inp, c, dwte, c, Init::Accumulate);
+        return;
+    }
+    assert!(
+        dinp.len() >= n * c && dwte.len() >= v * c && dlogits.len() >= n * v,
+        "lm head: buffer too short"
+    );
+    let (di, dw) = (SharedMut(dinp.as_mut_ptr()), SharedMut(dwte.as_mut_ptr()));
+    split.run(&|i| {
+        let r = rows(n, parts, i);
+        // SAFETY: parts own disjoint row ranges of `dinp` (length checked).
+        let d = unsafe { di.rows(&r, c) };
+        let g = &dlogits[r.start * v..r.end * v];
+        gemm(r.len(), c, v, g, v, 1, wte, c, d, c, Init::Accumulate);
+        let r = rows(v, parts, i);
+        // SAFETY: parts own disjoint row ranges of `dwte` (length checked).
+        let d = unsafe { dw.rows(&r, c) };
+        gemm(
+            r.len(),
+            c,
+            n,
+            &dlogits[r.start..],
+            1,
+            v,
+            inp,
+            c,
+            d,
+            c,
+            Init::Accumulate,
+        );
+    });
 }

@@ -62,14 +62,19 @@ pub mod gemm;
 pub mod layernorm;
 pub mod matmul;
 pub mod residual;
+pub mod split;
 
 pub use attention::{attention_backward, attention_forward};
 pub use crossentropy::{crossentropy_forward, crossentropy_forward_backward, softmax_row};
 pub use encoder::{encoder_backward, encoder_forward};
 pub use gelu::{gelu_backward, gelu_forward};
 pub use layernorm::{layernorm_backward, layernorm_forward};
-pub use matmul::{lm_head_backward, lm_head_forward, matmul_backward, matmul_forward};
+pub use matmul::{
+    lm_head_backward, lm_head_backward_split, lm_head_forward, lm_head_forward_split,
+    matmul_backward, matmul_backward_split, matmul_forward, matmul_forward_split,
+};
 pub use residual::{residual_backward, residual_forward};
+pub use split::{RowSplit, Serial};
 
 /// Lanes of the interleaved partial sums in [`sum`] and [`dot`].
 const LANES: usize = 8;
