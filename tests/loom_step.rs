@@ -273,24 +273,6 @@ fn two_participants_two_steps_equal_the_sequential_reference() {
     eprintln!("loom_step: {} executions", executions.load(SeqCst));
 }
 
-/// Installs (once) a panic hook that keeps the injected panics out of the output and
-/// passes every other panic to the previous hook.
-fn quiet_injected_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let injected = info
-                .payload()
-                .downcast_ref::<&str>()
-                .is_some_and(|s| s.starts_with("injected panic"));
-            if !injected {
-                previous(info);
-            }
-        }));
-    });
-}
-
 /// The worker's compute hook panics in the first job it takes in step `panic_at` or
 /// later. Whenever that happens, `work` returns `Panicked { step, worker: 1 }`, the
 /// leader's `feed` or `lead` of that step fails with `Aborted` (its own hooks never
@@ -298,7 +280,7 @@ fn quiet_injected_panics() {
 /// worker took no such job, the run completes as usual. Both kinds of execution must
 /// occur.
 fn worker_panics(panic_at: usize) {
-    quiet_injected_panics();
+    common::quiet_panics(&["injected panic"]);
     let want = std::sync::Arc::new(expected(STEPS));
     let panicked = std::sync::Arc::new(AtomicUsize::new(0));
     let completed = std::sync::Arc::new(AtomicUsize::new(0));

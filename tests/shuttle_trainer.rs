@@ -89,9 +89,10 @@ fn reference(cfg: TrainConfig, train: &[u32], steps: u64) -> Reference {
     }
 }
 
-/// Run the lock-free trainer under shuttle for up to `STEPS` steps, stopping after
-/// `stop_after` steps, and compare with the reference of that many steps.
-fn trainer_equals_reference(stop_after: u64) {
+/// Run the lock-free trainer (`workers` workers, `helpers` helper threads splitting
+/// their matmuls) under shuttle for up to `STEPS` steps, stopping after `stop_after`
+/// steps, and compare with the reference of that many steps.
+fn trainer_equals_reference(stop_after: u64, workers: usize, helpers: usize) {
     let cfg = config();
     let train = tokens();
     assert!(train.iter().all(|&t| (t as usize) < cfg.model.vocab_size));
@@ -103,7 +104,7 @@ fn trainer_equals_reference(stop_after: u64) {
     shuttle_check(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut state = (*initial).clone();
-        let contexts: Vec<TrainingContext> = (0..WORKERS)
+        let contexts: Vec<TrainingContext> = (0..workers)
             .map(|_| TrainingContext::new(&cfg.model, cfg.batch, cfg.seq).unwrap())
             .collect();
         let mut last_grad = Vec::new();
@@ -113,19 +114,20 @@ fn trainer_equals_reference(stop_after: u64) {
             &mut state,
             &decay,
             contexts,
+            helpers,
             &train,
             STEPS,
             &mut last_grad,
-            &mut |s| {
+            &mut |s: &cllm::train::trainer::StepStats| {
                 assert_eq!(s.step, losses.len() as u64, "steps reported in order");
                 losses.push(s.loss.to_bits());
                 (losses.len() as u64) < stop_after
             },
         );
         let report = result.unwrap();
-        assert_eq!(contexts.len(), WORKERS, "every context comes back");
+        assert_eq!(contexts.len(), workers, "every context comes back");
         assert_eq!(report.steps, stop_after);
-        assert_eq!(report.workers.len(), WORKERS);
+        assert_eq!(report.workers.len(), workers + helpers);
         assert_eq!(
             report.workers.iter().map(|w| w.jobs).sum::<usize>(),
             cfg.micro_batches * stop_after as usize,
@@ -151,7 +153,14 @@ fn trainer_equals_reference(stop_after: u64) {
 
 #[test]
 fn three_workers_three_steps_equal_the_single_threaded_reference() {
-    trainer_equals_reference(STEPS);
+    trainer_equals_reference(STEPS, WORKERS, 0);
+}
+
+/// Intra-batch parallelism: two workers for three micro-batches, each leading a team
+/// with one helper thread that computes half the rows of every matmul.
+#[test]
+fn two_workers_with_a_helper_each_equal_the_single_threaded_reference() {
+    trainer_equals_reference(STEPS, 2, 2);
 }
 
 /// `on_step` stops the run after the first step while the pre-fetch thread has
@@ -159,5 +168,5 @@ fn three_workers_three_steps_equal_the_single_threaded_reference() {
 /// after one step, and every thread is joined.
 #[test]
 fn stopping_after_one_step_keeps_the_consumed_position() {
-    trainer_equals_reference(1);
+    trainer_equals_reference(1, WORKERS, 0);
 }

@@ -168,10 +168,16 @@ fn segments(threads: usize, n_slots: usize, n_parts: usize, steps: usize) {
     );
 }
 
-/// Ten training steps of a small model with 4 workers over 8 micro-batches under
+/// Ten training steps of a small model on 4 threads over `micro_batches` micro-batches
+/// (fewer micro-batches than threads: the lock-free workers get helpers) under
 /// `scheduler`: every loss and the final weights equal the single-threaded reference
 /// (`Trainer::step`) bitwise.
-fn training(threads: usize, steps: u64, scheduler: cllm::train::trainer::Scheduler) {
+fn training(
+    threads: usize,
+    micro_batches: usize,
+    steps: u64,
+    scheduler: cllm::train::trainer::Scheduler,
+) {
     use cllm::data::{Corpus, MarkovSource};
     use cllm::model::GptConfig;
     use cllm::train::optim::AdamWConfig;
@@ -186,7 +192,7 @@ fn training(threads: usize, steps: u64, scheduler: cllm::train::trainer::Schedul
             vocab_size: 256,
         },
         batch: 2,
-        micro_batches: 8,
+        micro_batches,
         seq: 8,
         steps,
         schedule: Schedule {
@@ -264,11 +270,15 @@ fn main() {
         ("segments 2 threads", Box::new(|| segments(2, 3, 2, 20))),
         (
             "training lock-free 4 threads, 10 steps",
-            Box::new(|| training(4, 10, cllm::train::trainer::Scheduler::LockFree)),
+            Box::new(|| training(4, 8, 10, cllm::train::trainer::Scheduler::LockFree)),
+        ),
+        (
+            "training lock-free 4 threads on 2 micro-batches (helpers split matmuls), 10 steps",
+            Box::new(|| training(4, 2, 10, cllm::train::trainer::Scheduler::LockFree)),
         ),
         (
             "training barrier 4 threads, 10 steps",
-            Box::new(|| training(4, 10, cllm::train::trainer::Scheduler::Barrier)),
+            Box::new(|| training(4, 8, 10, cllm::train::trainer::Scheduler::Barrier)),
         ),
     ];
     let (mut passed, mut failed) = (0, 0);

@@ -46,7 +46,7 @@ pub struct TrainArgs {
     pub batch: usize,
     /// Micro-batches per optimizer step (gradient accumulation). The global batch is
     /// batch x micro-batches sequences, independent of --threads; each micro-batch
-    /// goes to one worker, so use at least as many as --threads.
+    /// goes to one worker (threads beyond that help split its matmuls).
     #[arg(long, default_value_t = 2, conflicts_with = "resume")]
     pub micro_batches: usize,
     /// Optimizer steps [default: 1500 (about a minute for the default shape on one
@@ -74,9 +74,10 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of the batch order.
     #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     pub seed: u64,
-    /// Worker threads (at most one per micro-batch is used, so use at least as many
-    /// micro-batches as threads). Results are bitwise identical for any thread count
-    /// and either scheduler.
+    /// Threads. One worker per micro-batch at most; with the lock-free scheduler the
+    /// remaining threads join the workers' teams and split their matmuls by rows
+    /// (the barrier scheduler leaves them out). Results are bitwise identical for any
+    /// thread count and either scheduler.
     #[arg(long, default_value_t = super::default_threads())]
     pub threads: usize,
     /// How workers are scheduled: `lockfree` (pre-fetch thread, lock-free work queue,

@@ -100,7 +100,9 @@ impl<P: Platform> Team<P> {
     }
 
     /// Helper `helper` (`1..size`): run the parts of every task until [`Team::stop`].
-    pub fn help(&self, helper: usize) {
+    /// Returns the time spent running parts (for utilization reports).
+    pub fn help(&self, helper: usize) -> std::time::Duration {
+        let mut busy = std::time::Duration::ZERO;
         let mut seen = 0;
         loop {
             // Acquire: pairs with the leader's Release store of `generation`.
@@ -109,7 +111,7 @@ impl<P: Platform> Team<P> {
             let stopped = || self.stopped.load(Ordering::Relaxed);
             self.task_event.wait_until(|| published() || stopped());
             if !published() {
-                return;
+                return busy;
             }
             seen += 1;
             let task = self.task.with(|t| {
@@ -118,12 +120,14 @@ impl<P: Platform> Team<P> {
                 unsafe { *t }
             });
             if let Task(Some(f)) = task {
+                let started = std::time::Instant::now();
                 // SAFETY: the closure is alive until the leader sees our `done`.
                 let f = unsafe { &*f };
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(helper))).is_err() {
                     // Relaxed: published by the Release increment below.
                     self.panicked.store(true, Ordering::Relaxed);
                 }
+                busy += started.elapsed();
             }
             // Release: pairs with the leader's Acquire wait in `run`.
             self.done.fetch_add(1, Ordering::Release);

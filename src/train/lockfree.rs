@@ -46,7 +46,8 @@ pub struct RunReport {
     pub steps: u64,
     /// Wall time of the run.
     pub wall: Duration,
-    /// One entry per worker (worker 0 is the calling thread).
+    /// One entry per worker (worker 0 is the calling thread), then one per helper
+    /// thread (busy time only).
     pub workers: Vec<WorkerStats>,
 }
 
@@ -226,8 +227,12 @@ pub fn run<P: Platform>(
         team.stop();
     }
     for handle in helper_handles {
-        if handle.join().is_err() {
-            errors.push(TrainError::Config("a helper thread died".into()));
+        match handle.join() {
+            Ok(busy) => workers.push(WorkerStats {
+                busy,
+                ..WorkerStats::default()
+            }),
+            Err(_) => errors.push(TrainError::Config("a helper thread died".into())),
         }
     }
     let aborted_only = |e: &TrainError| matches!(e, TrainError::Aborted);

@@ -183,3 +183,25 @@ pub fn shuttle_check<F: Fn() + Send + Sync + 'static>(f: F) {
     shuttle::Runner::new(RandomScheduler::new(iterations), config.clone()).run(move || g());
     shuttle::Runner::new(PctScheduler::new(3, iterations), config).run(move || f());
 }
+
+/// Silence the default panic message of panics a test injects on purpose (payloads
+/// starting with one of `prefixes`); every other panic still prints. Installed once
+/// per test binary.
+#[allow(dead_code)]
+pub fn quiet_panics(prefixes: &'static [&'static str]) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            let injected = text.is_some_and(|s| prefixes.iter().any(|p| s.starts_with(p)));
+            if !injected {
+                previous(info);
+            }
+        }));
+    });
+}

@@ -20,26 +20,34 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with `src [rows, cols]` transposed into a `[cols, rows]` buffer.
+/// Runs `f` with `src [rows, cols]` transposed into a `[cols, rows]` buffer. The
+/// buffer is taken out of the thread-local scratch for the duration and put back
+/// after, so `f` may block (a split matmul waits for its helpers) without holding a
+/// borrow of the thread-local.
 fn with_transposed<R>(src: &[f32], rows: usize, cols: usize, f: impl FnOnce(&[f32]) -> R) -> R {
     let src = &src[..rows * cols];
-    SCRATCH.with_borrow_mut(|buf| {
-        buf.clear();
-        buf.resize(rows * cols, 0.0);
-        // Blocked so both sides stay in cache lines.
-        const BLK: usize = 16;
-        for r0 in (0..rows).step_by(BLK) {
-            for c0 in (0..cols).step_by(BLK) {
-                for r in r0..(r0 + BLK).min(rows) {
-                    let srow = &src[r * cols..(r + 1) * cols];
-                    for c in c0..(c0 + BLK).min(cols) {
-                        buf[c * rows + r] = srow[c];
-                    }
+    let mut buf = SCRATCH.with_borrow_mut(core::mem::take);
+    buf.clear();
+    buf.resize(rows * cols, 0.0);
+    // Blocked so both sides stay in cache lines.
+    const BLK: usize = 16;
+    for r0 in (0..rows).step_by(BLK) {
+        for c0 in (0..cols).step_by(BLK) {
+            for r in r0..(r0 + BLK).min(rows) {
+                let srow = &src[r * cols..(r + 1) * cols];
+                for c in c0..(c0 + BLK).min(cols) {
+                    buf[c * rows + r] = srow[c];
                 }
             }
         }
-        f(buf)
-    })
+    }
+    let result = f(&buf);
+    SCRATCH.with_borrow_mut(|slot| {
+        if slot.capacity() < buf.capacity() {
+            *slot = buf;
+        }
+    });
+    result
 }
 
 /// `out[n, oc] = inp[n, ic] @ weight[ic, oc] + bias[oc]` (bias omitted when `None`);
