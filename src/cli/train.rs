@@ -356,7 +356,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         entropy.map(|h| ("entropy rate (floor)", h)),
     )?;
     println!(
-        "trained {} steps in {secs:.1} s: {:.0} tokens/s on {} worker thread(s), {} scheduler",
+        "trained {} steps in {secs:.1} s: {:.0} tokens/s on {} thread(s), {} scheduler",
         trained,
         tokens / secs,
         trainer.threads(),
@@ -371,7 +371,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         utilization
             .iter()
             .enumerate()
-            .map(|(w, u)| format!("#{w} {:.1}%", 100.0 * u))
+            .map(|(w, u)| match w.checked_sub(trainer.workers()) {
+                None => format!("worker {w} {:.1}%", 100.0 * u),
+                Some(h) => format!("helper {h} {:.1}%", 100.0 * u),
+            })
             .collect::<Vec<_>>()
             .join("  ")
     );
