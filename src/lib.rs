@@ -3,10 +3,13 @@
 //! Layers, bottom up (each module's doc says what it owns and must never touch):
 //! * [`sync`]: the atomics seam ([`sync::Platform`]) with the production [`sync::Std`];
 //!   loom and shuttle implementations live only under `tests/`.
-//! * [`queue`] and [`segments`]: the concurrency protocols, generic over payloads and
-//!   over the platform; they know nothing of models.
-//! * `model`, `data`, `train`: the GPT-2 model, its data path and the trainer (later
-//!   issues), which know nothing of atomics.
+//! * [`queue`], [`segments`] and [`step`]: the concurrency protocols (work and pre-fetch
+//!   queues, gradient slots, the lock-free step boundary, the intra-batch team),
+//!   generic over payloads and over the platform; they know nothing of models.
+//! * [`model`] and [`data`]: the GPT-2 model and kernels, and the data path; they know
+//!   nothing of threads or atomics.
+//! * [`train`]: optimizer, schedules, checkpoints, the single-threaded reference step
+//!   and the two schedulers that compose the protocols with the model.
 
 pub mod data;
 pub mod model;
