@@ -91,10 +91,7 @@ pub fn matmul_forward_split(
         }
         None => Init::Zero,
     };
-    let parts = split.parts();
-    if parts <= 1 {
-        return gemm(n, oc, ic, inp, ic, 1, weight, oc, out, oc, init);
-    }
+    let parts = split.parts().max(1);
     assert!(
         out.len() >= n * oc && inp.len() >= n * ic,
         "matmul: buffer too short"
@@ -152,27 +149,10 @@ pub fn matmul_backward_split(
     debug_assert_eq!(dout.len(), n * oc);
     debug_assert_eq!(inp.len(), n * ic);
     debug_assert_eq!(weight.len(), ic * oc);
-    let parts = split.parts();
-    if parts <= 1 {
-        // dinp[n, ic] += dout[n, oc] @ weight^T[oc, ic]
-        with_transposed(weight, ic, oc, |wt| {
-            gemm(n, ic, oc, dout, oc, 1, wt, ic, dinp, ic, Init::Accumulate)
-        });
-        // dweight[ic, oc] += inp^T[ic, n] @ dout[n, oc]; A(i, kk) = inp[kk * ic + i].
-        gemm(
-            ic,
-            oc,
-            n,
-            inp,
-            1,
-            ic,
-            dout,
-            oc,
-            dweight,
-            oc,
-            Init::Accumulate,
-        );
-    } else {
+    // Part i: rows of dinp[n, ic] += dout[n, oc] @ weight^T[oc, ic], and rows of
+    // dweight[ic, oc] += inp^T[ic, n] @ dout[n, oc] (A(i, kk) = inp[kk * ic + i]).
+    let parts = split.parts().max(1);
+    {
         assert!(
             dinp.len() >= n * ic && dweight.len() >= ic * oc && inp.len() >= n * ic,
             "matmul: buffer too short"
@@ -230,12 +210,7 @@ pub fn lm_head_forward_split(
     debug_assert_eq!(logits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
-    let parts = split.parts();
-    if parts <= 1 {
-        return with_transposed(wte, v, c, |wt| {
-            gemm(n, v, c, inp, c, 1, wt, v, logits, v, Init::Zero)
-        });
-    }
+    let parts = split.parts().max(1);
     assert!(
         logits.len() >= n * v && inp.len() >= n * c,
         "lm head: buffer too short"
@@ -292,13 +267,9 @@ pub fn lm_head_backward_split(
     debug_assert_eq!(dlogits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
-    let parts = split.parts();
-    if parts <= 1 {
-        gemm(n, c, v, dlogits, v, 1, wte, c, dinp, c, Init::Accumulate);
-        // dwte[v, c] += dlogits^T[v, n] @ inp[n, c]; A(i, kk) = dlogits[kk * v + i].
-        gemm(v, c, n, dlogits, 1, v, inp, c, dwte, c, Init::Accumulate);
-        return;
-    }
+    // Part i: rows of dinp += dlogits @ wte, and rows of dwte[v, c] += dlogits^T[v, n]
+    // @ inp[n, c] (A(i, kk) = dlogits[kk * v + i]).
+    let parts = split.parts().max(1);
     assert!(
         dinp.len() >= n * c && dwte.len() >= v * c && dlogits.len() >= n * v,
         "lm head: buffer too short"
