@@ -525,6 +525,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// Shapes big enough to take every blocking decision (packed `B`, column blocks
+    /// past 256, `k` blocks past 256, packed strided `A`, edge tiles) give, on every
+    /// path, exactly the chain the module doc states:
+    /// `acc = start; for kk in 0..k { acc = fma(A[i, kk], B[kk, j], acc) }`.
+    #[test]
+    fn gemm_is_the_documented_chain(m in 1usize..40, n in 1usize..600, k in 0usize..600, strided: bool, init_kind in 0usize..3, seed: u64) {
+        let mut rng = Rng(seed);
+        let a = rng.vec(m * k.max(1), -1.0, 1.0);
+        let b = rng.vec(k.max(1) * n, -1.0, 1.0);
+        let bias = rng.vec(n, -1.0, 1.0);
+        let c0 = rng.vec(m * n, -1.0, 1.0);
+        // A[i, kk] at i * a_rs + kk * a_cs: row-major, or read down columns (as `inp^T`).
+        let (a_rs, a_cs) = if strided { (1, m) } else { (k, 1) };
+        let init = [Init::Zero, Init::Bias(&bias), Init::Accumulate][init_kind];
+        let mut expected = c0.clone();
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = match init {
+                    Init::Zero => 0.0f32,
+                    Init::Bias(bias) => bias[j],
+                    Init::Accumulate => c0[i * n + j],
+                };
+                for kk in 0..k {
+                    acc = a[i * a_rs + kk * a_cs].mul_add(b[kk * n + j], acc);
+                }
+                expected[i * n + j] = acc;
+            }
+        }
+        for path in Path::ALL.into_iter().filter(|p| p.supported()) {
+            let mut c = c0.clone();
+            gemm_on(path, m, n, k, &a, a_rs, a_cs, &b, n, &mut c, n, init);
+            prop_assert_eq!(bits(&c), bits(&expected), "{:?}, {:?}", path, init);
+        }
+    }
+}
+
 fn bits(x: &[f32]) -> Vec<u32> {
     x.iter().map(|v| v.to_bits()).collect()
 }

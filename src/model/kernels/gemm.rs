@@ -42,9 +42,22 @@ pub enum Init<'a> {
     Accumulate,
 }
 
-/// Depth of one cache block over `k`: a `KC x n` panel of `B` stays in L2 and an
+/// Depth of one cache block over `k`: a `KC x NC` block of `B` stays in L2 and an
 /// `MR x KC` tile of `A` in L1.
 const KC: usize = 256;
+
+/// Width of one column block of `B`. Packed, a `KC x NC` block is 256 KiB: it stays in
+/// L2 while every row tile streams past it, and a tile reads it contiguously (unpacked,
+/// a wide `B` steps by its row stride, which at 4 KiB maps every row to one L1 set).
+const NC: usize = 256;
+
+/// `B` is packed only when at least this many rows (two 6-row tiles) reuse the copy.
+const PACK_B_MIN_ROWS: usize = 12;
+
+thread_local! {
+    /// Per-thread buffer for the packed block of `B` (grown once to `KC x NC`).
+    static B_PACK: core::cell::Cell<Vec<f32>> = const { core::cell::Cell::new(Vec::new()) };
+}
 
 /// The largest row-tile height of any path (the remainder dispatch covers `1..MAX_MR`).
 const MAX_MR: usize = 8;
@@ -242,22 +255,35 @@ enum Start {
     Load,
 }
 
-/// The blocked loop nest: `k` blocks outermost, then `MR`-row blocks, then `NR`-column
-/// tiles.
+/// The blocked loop nest: `k` blocks outermost, then `NC`-column blocks of `B`
+/// (packed when enough rows reuse them), then `MR`-row blocks, then `NR`-column tiles.
 ///
 /// # Safety
 /// `p` must satisfy the [`Problem`] invariant; `ISA` must be supported by the CPU.
 #[inline(always)]
 unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem) {
     debug_assert!(MR <= MAX_MR);
+    let full = 8 * NV;
     // Packed copy of one `R x kb` tile of `A` (see `row_block`), 8 KiB on the stack,
     // only when `A` is read down its columns and at least four column tiles reuse it.
     let mut pack_storage;
-    let pack: &mut [f32] = if p.a_cs != 1 && p.n >= 4 * 8 * NV {
+    let pack: &mut [f32] = if p.a_cs != 1 && p.n.min(NC) >= 4 * full {
         pack_storage = [0.0f32; KC * MAX_MR];
         &mut pack_storage
     } else {
         &mut []
+    };
+    // Packed `kb x nc` block of `B` (full tiles only), taken out of the thread-local
+    // for the call and put back after, so nothing is borrowed across the call.
+    let pack_b = p.m >= PACK_B_MIN_ROWS && p.n >= full;
+    let mut b_pack = if pack_b {
+        let mut buf = B_PACK.take();
+        if buf.len() < KC * NC {
+            buf.resize(KC * NC, 0.0);
+        }
+        buf
+    } else {
+        Vec::new()
     };
     let mut k0 = 0;
     while k0 < p.k {
@@ -270,43 +296,116 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
                 None => Start::Zero,
             }
         };
-        let mut i = 0;
-        while i + MR <= p.m {
-            // SAFETY: rows i..i+MR <= m and k block k0..k0+kb <= k are in bounds.
-            unsafe { row_block::<MR, NV, ISA>(p, pack, i..i + MR, k0, kb, start) };
-            i += MR;
-        }
-        let rest = p.m - i;
-        // SAFETY: rows i..m and the k block are in bounds.
-        unsafe {
-            match rest {
-                0 => {}
-                1 => row_block::<1, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                2 => row_block::<2, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                3 => row_block::<3, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                4 => row_block::<4, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                5 => row_block::<5, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                6 => row_block::<6, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                7 => row_block::<7, NV, ISA>(p, pack, i..p.m, k0, kb, start),
-                _ => unreachable!("MR <= MAX_MR = {MAX_MR}"),
+        let mut j0 = 0;
+        while j0 < p.n {
+            let cols = j0..NC.min(p.n - j0) + j0;
+            let packed = if pack_b {
+                // SAFETY: rows k0..k0+kb <= k and columns `cols` <= n of `B` are in
+                // bounds (Problem invariant); `b_pack` holds KC x NC >= kb x cols.len().
+                Some(unsafe { pack_b_block(p, &mut b_pack, k0, kb, cols.clone(), full) })
+            } else {
+                None
+            };
+            let mut i = 0;
+            while i + MR <= p.m {
+                // SAFETY: rows i..i+MR <= m, k block k0..k0+kb <= k and columns `cols`
+                // <= n are in bounds.
+                unsafe {
+                    row_block::<MR, NV, ISA>(p, pack, i..i + MR, k0, kb, &cols, packed, start)
+                };
+                i += MR;
             }
+            let rest = p.m - i;
+            let r = i..p.m;
+            let c = &cols;
+            // SAFETY: rows i..m, the k block and the columns are in bounds.
+            unsafe {
+                match rest {
+                    0 => {}
+                    1 => row_block::<1, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    2 => row_block::<2, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    3 => row_block::<3, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    4 => row_block::<4, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    5 => row_block::<5, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    6 => row_block::<6, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    7 => row_block::<7, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    _ => unreachable!("MR <= MAX_MR = {MAX_MR}"),
+                }
+            }
+            j0 = cols.end;
         }
         k0 += kb;
     }
+    if pack_b {
+        B_PACK.set(b_pack);
+    }
 }
 
-/// Rows `rows` (exactly `R` of them), all columns, `k` block `k0..k0 + kb`.
+/// Copies the full `width`-column tiles of `B[k0..k0 + kb, cols]` into `buf`, tile
+/// after tile, each tile `kb` rows of `width` contiguous floats, and returns where
+/// they are. The values are copied unchanged, so the results are too.
 ///
 /// # Safety
-/// `p` must satisfy the [`Problem`] invariant, `rows.end <= p.m`, `k0 + kb <= p.k`;
-/// `ISA` must be supported by the CPU.
+/// `p` must satisfy the [`Problem`] invariant, `k0 + kb <= p.k`, `cols.end <= p.n`,
+/// and `buf.len() >= kb * cols.len()`.
 #[inline(always)]
+unsafe fn pack_b_block(
+    p: &Problem,
+    buf: &mut [f32],
+    k0: usize,
+    kb: usize,
+    cols: Range<usize>,
+    width: usize,
+) -> BPacked {
+    let tiles = cols.len() / width;
+    debug_assert!(buf.len() >= kb * tiles * width);
+    for t in 0..tiles {
+        let dst = &mut buf[t * kb * width..(t + 1) * kb * width];
+        for (kk, row) in dst.chunks_exact_mut(width).enumerate() {
+            // SAFETY: row k0 + kk < k and columns cols.start + t*width + (0..width)
+            // < cols.end <= n lie inside `B` (Problem invariant).
+            let src = unsafe {
+                core::slice::from_raw_parts(
+                    p.b.add((k0 + kk) * p.ldb + cols.start + t * width),
+                    width,
+                )
+            };
+            row.copy_from_slice(src);
+        }
+    }
+    BPacked {
+        ptr: buf.as_ptr(),
+        tile_len: kb * width,
+        tiles,
+    }
+}
+
+/// Where [`pack_b_block`] put a column block's full tiles: tile `t` (`t < tiles`) has
+/// its `kb` rows of `width` floats at `ptr + t * tile_len`, with row stride `width`.
+#[derive(Clone, Copy)]
+struct BPacked {
+    ptr: *const f32,
+    tile_len: usize,
+    tiles: usize,
+}
+
+/// Rows `rows` (exactly `R` of them), columns `cols`, `k` block `k0..k0 + kb`; full
+/// column tiles read `B` from `packed` when given.
+///
+/// # Safety
+/// `p` must satisfy the [`Problem`] invariant, `rows.end <= p.m`, `k0 + kb <= p.k`,
+/// `cols.end <= p.n`; `packed`, if any, must be [`pack_b_block`]'s result for this
+/// `k0`, `kb` and `cols` (and still alive); `ISA` must be supported by the CPU.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
     p: &Problem,
     pack: &mut [f32],
     rows: Range<usize>,
     k0: usize,
     kb: usize,
+    cols: &Range<usize>,
+    packed: Option<BPacked>,
     start: Start,
 ) {
     debug_assert_eq!(rows.len(), R);
@@ -338,24 +437,29 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
         }
     };
     debug_assert!(full <= EDGE_MAX);
-    let mut j = 0;
-    while j < p.n {
-        let nr = full.min(p.n - j);
-        // SAFETY: columns j..j+nr <= n; see above for rows and k.
+    let mut j = cols.start;
+    while j < cols.end {
+        let nr = full.min(cols.end - j);
+        let tile = (j - cols.start) / full;
+        // SAFETY: columns j..j+nr <= cols.end <= n; see above for rows and k; a packed
+        // tile `tile < packed.tiles` holds kb rows of `full` floats.
         unsafe {
-            let b = p.b.add(k0 * p.ldb + j);
+            let (b, ldb) = match packed {
+                Some(bp) if nr == full && tile < bp.tiles => (bp.ptr.add(tile * bp.tile_len), full),
+                _ => (p.b.add(k0 * p.ldb + j), p.ldb),
+            };
             let c = p.c.add(rows.start * p.ldc + j);
             let start = match start {
                 Start::Bias(bias) => Start::Bias(bias.add(j)),
                 s => s,
             };
             if nr < full {
-                tile_edge::<R>(nr, kb, ap, b, p.ldb, c, p.ldc, start);
+                tile_edge::<R>(nr, kb, ap, b, ldb, c, p.ldc, start);
             } else {
                 match ISA {
                     #[cfg(target_arch = "x86_64")]
-                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, p.ldb, c, p.ldc, start),
-                    _ => tile_edge::<R>(nr, kb, ap, b, p.ldb, c, p.ldc, start),
+                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, ldb, c, p.ldc, start),
+                    _ => tile_edge::<R>(nr, kb, ap, b, ldb, c, p.ldc, start),
                 }
             }
         }
