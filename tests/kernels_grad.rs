@@ -515,10 +515,10 @@ proptest! {
         let c0 = rng.vec(m * n, -1.0, 1.0);
         for init in [Init::Zero, Init::Bias(&bias), Init::Accumulate] {
             let mut reference = c0.clone();
-            gemm_on(Path::Portable, m, n, k, &a, k, 1, &b, n, &mut reference, n, init);
+            gemm_on(Path::Portable, m, n, k, &a, k, 1, &b, n, 1, &mut reference, n, init);
             for path in Path::ALL.into_iter().filter(|p| p.supported()) {
                 let mut c = c0.clone();
-                gemm_on(path, m, n, k, &a, k, 1, &b, n, &mut c, n, init);
+                gemm_on(path, m, n, k, &a, k, 1, &b, n, 1, &mut c, n, init);
                 prop_assert_eq!(bits(&c), bits(&reference), "{:?} vs portable, {:?}", path, init);
             }
         }
@@ -533,7 +533,7 @@ proptest! {
     /// path, exactly the chain the module doc states:
     /// `acc = start; for kk in 0..k { acc = fma(A[i, kk], B[kk, j], acc) }`.
     #[test]
-    fn gemm_is_the_documented_chain(m in 1usize..40, n in 1usize..600, k in 0usize..600, strided: bool, init_kind in 0usize..3, seed: u64) {
+    fn gemm_is_the_documented_chain(m in 1usize..40, n in 1usize..600, k in 0usize..600, strided: bool, b_transposed: bool, init_kind in 0usize..3, seed: u64) {
         let mut rng = Rng(seed);
         let a = rng.vec(m * k.max(1), -1.0, 1.0);
         let b = rng.vec(k.max(1) * n, -1.0, 1.0);
@@ -541,6 +541,8 @@ proptest! {
         let c0 = rng.vec(m * n, -1.0, 1.0);
         // A[i, kk] at i * a_rs + kk * a_cs: row-major, or read down columns (as `inp^T`).
         let (a_rs, a_cs) = if strided { (1, m) } else { (k, 1) };
+        // B[kk, j] at kk * b_rs + j * b_cs: row-major, or a transposed `[n, k]` matrix.
+        let (b_rs, b_cs) = if b_transposed { (1, k.max(1)) } else { (n, 1) };
         let init = [Init::Zero, Init::Bias(&bias), Init::Accumulate][init_kind];
         let mut expected = c0.clone();
         for i in 0..m {
@@ -551,14 +553,14 @@ proptest! {
                     Init::Accumulate => c0[i * n + j],
                 };
                 for kk in 0..k {
-                    acc = a[i * a_rs + kk * a_cs].mul_add(b[kk * n + j], acc);
+                    acc = a[i * a_rs + kk * a_cs].mul_add(b[kk * b_rs + j * b_cs], acc);
                 }
                 expected[i * n + j] = acc;
             }
         }
         for path in Path::ALL.into_iter().filter(|p| p.supported()) {
             let mut c = c0.clone();
-            gemm_on(path, m, n, k, &a, a_rs, a_cs, &b, n, &mut c, n, init);
+            gemm_on(path, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init);
             prop_assert_eq!(bits(&c), bits(&expected), "{:?}, {:?}", path, init);
         }
     }
@@ -683,12 +685,15 @@ proptest! {
 fn gemm_rejects_shapes_that_do_not_fit() {
     let a = vec![1.0f32; 12];
     let b = vec![1.0f32; 12];
-    let calls: [(usize, usize, usize, usize, usize); 3] = [
-        (4, 4, 4, 4, 1),          // A needs 16 floats
-        (2, 2, 2, usize::MAX, 1), // (m - 1) * a_rs overflows
-        (3, 5, 3, 3, 1),          // B needs 3 rows of 5 with ldb 5 = 15 floats
+    // (m, n, k, a_rs, a_cs, b_rs, b_cs)
+    let calls: [(usize, usize, usize, usize, usize, usize, usize); 5] = [
+        (4, 4, 4, 4, 1, 4, 1),          // A needs 16 floats
+        (2, 2, 2, usize::MAX, 1, 2, 1), // (m - 1) * a_rs overflows
+        (3, 5, 3, 3, 1, 5, 1),          // B needs 3 rows of 5 = 15 floats
+        (2, 5, 3, 3, 1, 1, 3),          // B^T: 5 columns of 3 = 15 floats
+        (2, 2, 2, 2, 1, 1, usize::MAX), // (n - 1) * b_cs overflows
     ];
-    for (m, n, k, a_rs, a_cs) in calls {
+    for (m, n, k, a_rs, a_cs, b_rs, b_cs) in calls {
         let result = std::panic::catch_unwind(|| {
             let mut c = vec![0.0f32; m * n];
             gemm_on(
@@ -700,7 +705,8 @@ fn gemm_rejects_shapes_that_do_not_fit() {
                 a_rs,
                 a_cs,
                 &b,
-                n,
+                b_rs,
+                b_cs,
                 &mut c,
                 n,
                 Init::Zero,

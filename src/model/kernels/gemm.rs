@@ -1,7 +1,8 @@
 //! Owns the one matrix-multiply engine behind every matmul of the model
 //! ([`gemm`]): `C[m, n] (=|+=) A[m, k] @ B[k, n]`, single-threaded, f32.
-//! Must never thread, never allocate, and never let an output element's value depend on
-//! which other elements are computed in the same call.
+//! Must never thread, never allocate after a thread's first call of a given size (the
+//! packing buffer is thread-local and reused), and never let an output element's value
+//! depend on which other elements are computed in the same call.
 //!
 //! # The order (why results are bitwise reproducible)
 //! Every output element is one fused-multiply-add chain over `k` in increasing order:
@@ -18,16 +19,20 @@
 //!   hardware FMA, about 1 GFLOP/s through libm, but still exact).
 //!
 //! # Speed
-//! The AVX2 path (`6 x 16` register tiles, `A` tiles packed when read down columns)
-//! runs the GPT-2 shapes at about 90-110 GFLOP/s on one AMD EPYC (Zen 4) core, the
-//! same as the `gemm` crate and about 3x `matrixmultiply` (see `benches/kernels.rs`).
-//! An AVX-512 variant measured the same (Zen 4 splits 512-bit FMAs in two) and needs
-//! intrinsics stabilised after the crate's MSRV (1.85), so there is none.
+//! The AVX2 path (`6 x 16` register tiles; `B` packed per `256 x 256` block into
+//! contiguous 16-column tiles, `A` tiles packed when read down columns) runs the GPT-2
+//! shapes S and M at about 98-111 GFLOP/s on one AMD EPYC (Zen 4) core, whose FMA peak
+//! is about 117 (see `benches/kernels.rs`). Without packing `B`, a `B` 1024 floats wide
+//! steps 4 KiB from row to row, every row lands in the same L1 set, and the wide
+//! shapes of M fell to 64 GFLOP/s. An AVX-512 variant measured the same as AVX2 (Zen 4
+//! splits 512-bit FMAs in two) and needs intrinsics stabilised after the crate's MSRV
+//! (1.85), so there is none.
 //!
 //! # Layout
-//! `A` is read through arbitrary strides (`A[i, kk] = a[i * a_rs + kk * a_cs]`), so
-//! `inp^T` needs no copy; `B` and `C` are row-major with unit column stride and leading
-//! dimensions `ldb`, `ldc`.
+//! `A` and `B` are read through arbitrary strides (`A[i, kk] = a[i * a_rs + kk * a_cs]`,
+//! `B[kk, j] = b[kk * b_rs + j * b_cs]`), so `inp^T` and `weight^T` need no copy by the
+//! caller (a `B` read down its columns is transposed while it is packed); `C` is
+//! row-major with unit column stride and leading dimension `ldc`.
 
 use core::ops::Range;
 
@@ -65,11 +70,11 @@ const MAX_MR: usize = 8;
 /// `C[i, j] = chain(start(i, j), A[i, 0..k], B[0..k, j])` for `i < m`, `j < n` (see the
 /// module doc for the exact order).
 ///
-/// `A[i, kk] = a[i * a_rs + kk * a_cs]`, `B[kk, j] = b[kk * ldb + j]`,
+/// `A[i, kk] = a[i * a_rs + kk * a_cs]`, `B[kk, j] = b[kk * b_rs + j * b_cs]`,
 /// `C[i, j] = c[i * ldc + j]`.
 ///
 /// # Panics
-/// If a slice is too short for the shape and strides, or `ldb < n` or `ldc < n`
+/// If a slice is too short for the shape and strides, or `ldc < n`
 /// (checked up front, so the unchecked inner loops never read or write out of bounds).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
@@ -80,12 +85,27 @@ pub fn gemm(
     a_rs: usize,
     a_cs: usize,
     b: &[f32],
-    ldb: usize,
+    b_rs: usize,
+    b_cs: usize,
     c: &mut [f32],
     ldc: usize,
     init: Init<'_>,
 ) {
-    gemm_on(Path::detect(), m, n, k, a, a_rs, a_cs, b, ldb, c, ldc, init)
+    gemm_on(
+        Path::detect(),
+        m,
+        n,
+        k,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        b_rs,
+        b_cs,
+        c,
+        ldc,
+        init,
+    )
 }
 
 /// [`gemm`] on a chosen [`Path`] (for tests and benches: every path gives the same
@@ -104,7 +124,8 @@ pub fn gemm_on(
     a_rs: usize,
     a_cs: usize,
     b: &[f32],
-    ldb: usize,
+    b_rs: usize,
+    b_cs: usize,
     c: &mut [f32],
     ldc: usize,
     init: Init<'_>,
@@ -112,7 +133,7 @@ pub fn gemm_on(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(ldc >= n && ldb >= n, "gemm: leading dimension below n");
+    assert!(ldc >= n, "gemm: leading dimension of C below n");
     assert!(fits(c.len(), m, ldc, n, 1), "gemm: C too short");
     if let Init::Bias(bias) = init {
         assert!(bias.len() >= n, "gemm: bias too short");
@@ -128,7 +149,7 @@ pub fn gemm_on(
         return;
     }
     assert!(fits(a.len(), m, a_rs, k, a_cs), "gemm: A too short");
-    assert!(fits(b.len(), k, ldb, n, 1), "gemm: B too short");
+    assert!(fits(b.len(), k, b_rs, n, b_cs), "gemm: B too short");
     let p = Problem {
         m,
         n,
@@ -137,7 +158,8 @@ pub fn gemm_on(
         a_rs,
         a_cs,
         b: b.as_ptr(),
-        ldb,
+        b_rs,
+        b_cs,
         c: c.as_mut_ptr(),
         ldc,
         bias: match init {
@@ -208,7 +230,7 @@ impl Path {
 }
 
 /// A validated problem: for `i < m`, `kk < k`, `j < n`, the addresses
-/// `a + i*a_rs + kk*a_cs`, `b + kk*ldb + j`, `c + i*ldc + j` and `bias + j` lie inside
+/// `a + i*a_rs + kk*a_cs`, `b + kk*b_rs + j*b_cs`, `c + i*ldc + j` and `bias + j` lie inside
 /// the slices they came from ([`gemm`] asserts this before building one), and `c` is
 /// the only live reference to its memory for the duration of the call.
 struct Problem {
@@ -219,7 +241,8 @@ struct Problem {
     a_rs: usize,
     a_cs: usize,
     b: *const f32,
-    ldb: usize,
+    b_rs: usize,
+    b_cs: usize,
     c: *mut f32,
     ldc: usize,
     bias: Option<*const f32>,
@@ -274,8 +297,9 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
         &mut []
     };
     // Packed `kb x nc` block of `B` (full tiles only), taken out of the thread-local
-    // for the call and put back after, so nothing is borrowed across the call.
-    let pack_b = p.m >= PACK_B_MIN_ROWS && p.n >= full;
+    // for the call and put back after, so nothing is borrowed across the call. A `B`
+    // read down its columns is always packed: the register tiles need unit stride.
+    let pack_b = (p.m >= PACK_B_MIN_ROWS || p.b_cs != 1) && p.n >= full;
     let mut b_pack = if pack_b {
         let mut buf = B_PACK.take();
         if buf.len() < KC * NC {
@@ -361,16 +385,25 @@ unsafe fn pack_b_block(
     debug_assert!(buf.len() >= kb * tiles * width);
     for t in 0..tiles {
         let dst = &mut buf[t * kb * width..(t + 1) * kb * width];
-        for (kk, row) in dst.chunks_exact_mut(width).enumerate() {
-            // SAFETY: row k0 + kk < k and columns cols.start + t*width + (0..width)
-            // < cols.end <= n lie inside `B` (Problem invariant).
-            let src = unsafe {
-                core::slice::from_raw_parts(
-                    p.b.add((k0 + kk) * p.ldb + cols.start + t * width),
-                    width,
-                )
-            };
-            row.copy_from_slice(src);
+        let j = cols.start + t * width;
+        if p.b_cs == 1 {
+            for (kk, row) in dst.chunks_exact_mut(width).enumerate() {
+                // SAFETY: row k0 + kk < k and columns j..j + width <= cols.end <= n lie
+                // inside `B` (Problem invariant), contiguous since b_cs == 1.
+                let src =
+                    unsafe { core::slice::from_raw_parts(p.b.add((k0 + kk) * p.b_rs + j), width) };
+                row.copy_from_slice(src);
+            }
+        } else {
+            // Down each column (contiguous when `B` is a transposed row-major matrix).
+            for jj in 0..width {
+                // SAFETY: (k0, j + jj) lies inside `B` (Problem invariant).
+                let col = unsafe { p.b.add(k0 * p.b_rs + (j + jj) * p.b_cs) };
+                for kk in 0..kb {
+                    // SAFETY: rows k0 + kk < k of column j + jj < n lie inside `B`.
+                    dst[kk * width + jj] = unsafe { *col.add(kk * p.b_rs) };
+                }
+            }
         }
     }
     BPacked {
@@ -444,9 +477,11 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
         // SAFETY: columns j..j+nr <= cols.end <= n; see above for rows and k; a packed
         // tile `tile < packed.tiles` holds kb rows of `full` floats.
         unsafe {
-            let (b, ldb) = match packed {
-                Some(bp) if nr == full && tile < bp.tiles => (bp.ptr.add(tile * bp.tile_len), full),
-                _ => (p.b.add(k0 * p.ldb + j), p.ldb),
+            let (b, b_rs, b_cs) = match packed {
+                Some(bp) if nr == full && tile < bp.tiles => {
+                    (bp.ptr.add(tile * bp.tile_len), full, 1)
+                }
+                _ => (p.b.add(k0 * p.b_rs + j * p.b_cs), p.b_rs, p.b_cs),
             };
             let c = p.c.add(rows.start * p.ldc + j);
             let start = match start {
@@ -454,12 +489,14 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
                 s => s,
             };
             if nr < full {
-                tile_edge::<R>(nr, kb, ap, b, ldb, c, p.ldc, start);
+                tile_edge::<R>(nr, kb, ap, b, b_rs, b_cs, c, p.ldc, start);
             } else {
+                // Full tiles have unit column stride: packed, or `B` itself has it.
+                debug_assert_eq!(b_cs, 1);
                 match ISA {
                     #[cfg(target_arch = "x86_64")]
-                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, ldb, c, p.ldc, start),
-                    _ => tile_edge::<R>(nr, kb, ap, b, ldb, c, p.ldc, start),
+                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, b_rs, c, p.ldc, start),
+                    _ => tile_edge::<R>(nr, kb, ap, b, b_rs, 1, c, p.ldc, start),
                 }
             }
         }
@@ -482,7 +519,7 @@ const EDGE_MAX: usize = 32;
 /// [`f32::mul_add`] (a hardware FMA where the caller's target features have one).
 ///
 /// # Safety
-/// For `r < R`, `kk < kb`, `j < nr`: `a.ptr + r*a.rs + kk*a.cs`, `b + kk*ldb + j`,
+/// For `r < R`, `kk < kb`, `j < nr`: `a.ptr + r*a.rs + kk*a.cs`, `b + kk*b_rs + j*b_cs`,
 /// `c + r*ldc + j` (and `bias + j` for [`Start::Bias`]) are valid, and `c` is not
 /// aliased.
 #[inline(always)]
@@ -492,7 +529,8 @@ unsafe fn tile_edge<const R: usize>(
     kb: usize,
     a: APanel,
     b: *const f32,
-    ldb: usize,
+    b_rs: usize,
+    b_cs: usize,
     c: *mut f32,
     ldc: usize,
     start: Start,
@@ -512,12 +550,12 @@ unsafe fn tile_edge<const R: usize>(
             }
         }
         for kk in 0..kb {
-            let brow = b.add(kk * ldb);
+            let brow = b.add(kk * b_rs);
             let acol = a.ptr.add(kk * a.cs);
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = *acol.add(r * a.rs);
                 for (j, x) in row.iter_mut().enumerate().take(nr) {
-                    *x = av.mul_add(*brow.add(j), *x);
+                    *x = av.mul_add(*brow.add(j * b_cs), *x);
                 }
             }
         }

@@ -12,43 +12,6 @@
 
 use super::gemm::{gemm, Init};
 use super::split::{rows, RowSplit, Serial, SharedMut};
-use std::cell::RefCell;
-
-thread_local! {
-    /// Per-thread buffer for transposed weights (reused across calls, so a steady
-    /// training loop does not allocate).
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with `src [rows, cols]` transposed into a `[cols, rows]` buffer. The
-/// buffer is taken out of the thread-local scratch for the duration and put back
-/// after, so `f` may block (a split matmul waits for its helpers) without holding a
-/// borrow of the thread-local.
-fn with_transposed<R>(src: &[f32], rows: usize, cols: usize, f: impl FnOnce(&[f32]) -> R) -> R {
-    let src = &src[..rows * cols];
-    let mut buf = SCRATCH.with_borrow_mut(core::mem::take);
-    buf.clear();
-    buf.resize(rows * cols, 0.0);
-    // Blocked so both sides stay in cache lines.
-    const BLK: usize = 16;
-    for r0 in (0..rows).step_by(BLK) {
-        for c0 in (0..cols).step_by(BLK) {
-            for r in r0..(r0 + BLK).min(rows) {
-                let srow = &src[r * cols..(r + 1) * cols];
-                for c in c0..(c0 + BLK).min(cols) {
-                    buf[c * rows + r] = srow[c];
-                }
-            }
-        }
-    }
-    let result = f(&buf);
-    SCRATCH.with_borrow_mut(|slot| {
-        if slot.capacity() < buf.capacity() {
-            *slot = buf;
-        }
-    });
-    result
-}
 
 /// `out[n, oc] = inp[n, ic] @ weight[ic, oc] + bias[oc]` (bias omitted when `None`);
 /// overwrites `out`.
@@ -102,7 +65,7 @@ pub fn matmul_forward_split(
         // SAFETY: parts own disjoint row ranges of `out` (checked long enough above).
         let o = unsafe { out.rows(&r, oc) };
         let a = &inp[r.start * ic..r.end * ic];
-        gemm(r.len(), oc, ic, a, ic, 1, weight, oc, o, oc, init);
+        gemm(r.len(), oc, ic, a, ic, 1, weight, oc, 1, o, oc, init);
     });
 }
 
@@ -161,19 +124,44 @@ pub fn matmul_backward_split(
             SharedMut(dinp.as_mut_ptr()),
             SharedMut(dweight.as_mut_ptr()),
         );
-        with_transposed(weight, ic, oc, |wt| {
-            split.run(&|i| {
-                let r = rows(n, parts, i);
-                // SAFETY: parts own disjoint row ranges of `dinp` (length checked).
-                let d = unsafe { di.rows(&r, ic) };
-                let g = &dout[r.start * oc..r.end * oc];
-                gemm(r.len(), ic, oc, g, oc, 1, wt, ic, d, ic, Init::Accumulate);
-                let r = rows(ic, parts, i);
-                // SAFETY: parts own disjoint row ranges of `dweight` (length checked).
-                let d = unsafe { dw.rows(&r, oc) };
-                let a = &inp[r.start..];
-                gemm(r.len(), oc, n, a, 1, ic, dout, oc, d, oc, Init::Accumulate);
-            })
+        split.run(&|i| {
+            let r = rows(n, parts, i);
+            // SAFETY: parts own disjoint row ranges of `dinp` (length checked).
+            let d = unsafe { di.rows(&r, ic) };
+            let g = &dout[r.start * oc..r.end * oc];
+            // B = weight^T: B[kk, j] = weight[j * oc + kk].
+            gemm(
+                r.len(),
+                ic,
+                oc,
+                g,
+                oc,
+                1,
+                weight,
+                1,
+                oc,
+                d,
+                ic,
+                Init::Accumulate,
+            );
+            let r = rows(ic, parts, i);
+            // SAFETY: parts own disjoint row ranges of `dweight` (length checked).
+            let d = unsafe { dw.rows(&r, oc) };
+            let a = &inp[r.start..];
+            gemm(
+                r.len(),
+                oc,
+                n,
+                a,
+                1,
+                ic,
+                dout,
+                oc,
+                1,
+                d,
+                oc,
+                Init::Accumulate,
+            );
         });
     }
     if let Some(dbias) = dbias {
@@ -216,14 +204,13 @@ pub fn lm_head_forward_split(
         "lm head: buffer too short"
     );
     let out = SharedMut(logits.as_mut_ptr());
-    with_transposed(wte, v, c, |wt| {
-        split.run(&|i| {
-            let r = rows(n, parts, i);
-            // SAFETY: parts own disjoint row ranges of `logits` (length checked).
-            let o = unsafe { out.rows(&r, v) };
-            let a = &inp[r.start * c..r.end * c];
-            gemm(r.len(), v, c, a, c, 1, wt, v, o, v, Init::Zero);
-        })
+    split.run(&|i| {
+        let r = rows(n, parts, i);
+        // SAFETY: parts own disjoint row ranges of `logits` (length checked).
+        let o = unsafe { out.rows(&r, v) };
+        let a = &inp[r.start * c..r.end * c];
+        // B = wte^T: B[kk, j] = wte[j * c + kk].
+        gemm(r.len(), v, c, a, c, 1, wte, 1, c, o, v, Init::Zero);
     });
 }
 
@@ -280,7 +267,7 @@ pub fn lm_head_backward_split(
         // SAFETY: parts own disjoint row ranges of `dinp` (length checked).
         let d = unsafe { di.rows(&r, c) };
         let g = &dlogits[r.start * v..r.end * v];
-        gemm(r.len(), c, v, g, v, 1, wte, c, d, c, Init::Accumulate);
+        gemm(r.len(), c, v, g, v, 1, wte, c, 1, d, c, Init::Accumulate);
         let r = rows(v, parts, i);
         // SAFETY: parts own disjoint row ranges of `dwte` (length checked).
         let d = unsafe { dw.rows(&r, c) };
@@ -293,6 +280,7 @@ pub fn lm_head_backward_split(
             v,
             inp,
             c,
+            1,
             d,
             c,
             Init::Accumulate,
