@@ -46,4 +46,4 @@ gen step-update-overlaps-next-part src/step/mod.rs 's/(fn update<H: StepHooks<J>
 gen step-decide-before-summarized src/step/mod.rs 's/let target = \(step \+ 1\) \* n_parts;/let target = (step + 1) * n_parts - 1;/'
 gen team-run-returns-early src/step/team.rs 's/let target = g \* \(self\.size - 1\);/let target = (g - 1) * (self.size - 1);/'
 gen team-helper-wrong-part src/step/team.rs 's/\(\|\| f\(helper\)\)/(|| f(helper - 1))/'
-gen gemm-packed-wrong-tile src/model/kernels/gemm.rs 's/\(bp\.ptr\.add\(tile \* bp\.tile_len\), full\)/(bp.ptr.add((tile + 1) % bp.tiles * bp.tile_len), full)/'
+gen gemm-packed-wrong-tile src/model/kernels/gemm.rs 's/bp\.ptr\.add\(tile \* bp\.tile_len\)/bp.ptr.add((tile + 1) % bp.tiles * bp.tile_len)/'
