@@ -14,6 +14,7 @@
 //! The blocks depend on `t` only, so results stay bitwise reproducible.
 
 use super::gemm::{gemm, Init};
+use super::transpose::transpose;
 use super::{dot, exp, max, sum};
 use std::cell::RefCell;
 
@@ -51,15 +52,11 @@ fn with_head_transposed<R>(
     f: impl FnOnce(&[f32]) -> R,
 ) -> R {
     SCRATCH.with_borrow_mut(|buf| {
-        buf.clear();
-        buf.resize(hs * t, 0.0);
-        // Contiguous writes, strided reads (cheaper than the other way round).
-        for (d, dst) in buf.chunks_exact_mut(t).enumerate() {
-            for (t2, x) in dst.iter_mut().enumerate() {
-                *x = qkv[off + t2 * 3 * c + d];
-            }
+        if buf.len() < hs * t {
+            buf.resize(hs * t, 0.0);
         }
-        f(buf)
+        transpose(buf, &qkv[off..], t, hs, 3 * c);
+        f(&buf[..hs * t])
     })
 }
 
@@ -147,16 +144,23 @@ fn attention_forward_impl(
                 }
             });
             for (t1, row) in att_bh.chunks_exact_mut(t).enumerate() {
-                let (live, masked) = row.split_at_mut(t1 + 1);
-                for s in live.iter_mut() {
+                // The softmax runs over whole 8-lane groups (no scalar tail): the
+                // columns up to `padded` were written by the score matmul above (they
+                // lie inside `causal_cols` of t1's block), and the masked ones among
+                // them are zeroed after the exponential, before anything sums them.
+                let live = t1 + 1;
+                let padded = live.next_multiple_of(8).min(t);
+                let (head, masked) = row.split_at_mut(padded);
+                for s in head.iter_mut() {
                     *s *= scale;
                 }
-                let maxval = max(live);
-                for s in live.iter_mut() {
+                let maxval = max(&head[..live]);
+                for s in head.iter_mut() {
                     *s = exp(*s - maxval);
                 }
-                let inv = 1.0 / sum(live);
-                for s in live.iter_mut() {
+                head[live..].fill(0.0);
+                let inv = 1.0 / sum(head);
+                for s in head.iter_mut() {
                     *s *= inv;
                 }
                 masked.fill(0.0);
