@@ -287,10 +287,12 @@ proptest! {
 
         let g = rng.vec(n * oc, -1.0, 1.0);
         let g64 = f64s(&g);
-        let (dx0, dw0, db0) = (rng.vec(n * ic, -1.0, 1.0), rng.vec(ic * oc, -1.0, 1.0), rng.vec(oc, -1.0, 1.0));
-        let (mut dx, mut dw, mut db) = (dx0.clone(), dw0.clone(), db0.clone());
+        // Parameter gradients accumulate onto what is there; the input gradient is
+        // overwritten (NaN on entry: an element left unwritten fails the check).
+        let (dw0, db0) = (rng.vec(ic * oc, -1.0, 1.0), rng.vec(oc, -1.0, 1.0));
+        let (mut dx, mut dw, mut db) = (vec![f32::NAN; n * ic], dw0.clone(), db0.clone());
         matmul_backward(&mut dx, &mut dw, if with_bias { Some(&mut db[..]) } else { None }, &g, &x, &w, n, ic, oc);
-        close("dinp", &added(&dx, &dx0), &fd(&x64, |v| project(&matmul_ref(v, &w64, b64_opt, n, ic, oc), &g64)))?;
+        close("dinp", &f64s(&dx), &fd(&x64, |v| project(&matmul_ref(v, &w64, b64_opt, n, ic, oc), &g64)))?;
         close("dweight", &added(&dw, &dw0), &fd(&w64, |v| project(&matmul_ref(&x64, v, b64_opt, n, ic, oc), &g64)))?;
         if with_bias {
             close("dbias", &added(&db, &db0), &fd(&b64, |v| project(&matmul_ref(&x64, &w64, Some(v), n, ic, oc), &g64)))?;
@@ -311,10 +313,10 @@ proptest! {
 
         let g = rng.vec(n * v, -1.0, 1.0);
         let g64 = f64s(&g);
-        let (dx0, dw0) = (rng.vec(n * c, -1.0, 1.0), rng.vec(v * c, -1.0, 1.0));
-        let (mut dx, mut dw) = (dx0.clone(), dw0.clone());
+        let dw0 = rng.vec(v * c, -1.0, 1.0);
+        let (mut dx, mut dw) = (vec![f32::NAN; n * c], dw0.clone());
         lm_head_backward(&mut dx, &mut dw, &g, &x, &wte, n, c, v);
-        close("dinp", &added(&dx, &dx0), &fd(&x64, |y| project(&lm_head_ref(y, &wte64, n, c, v), &g64)))?;
+        close("dinp", &f64s(&dx), &fd(&x64, |y| project(&lm_head_ref(y, &wte64, n, c, v), &g64)))?;
         close("dwte", &added(&dw, &dw0), &fd(&wte64, |y| project(&lm_head_ref(&x64, y, n, c, v), &g64)))?;
     }
 
@@ -333,12 +335,12 @@ proptest! {
 
         let g = rng.vec(b * t * c, -1.0, 1.0);
         let g64 = f64s(&g);
-        let dqkv0 = rng.vec(qkv.len(), -1.0, 1.0);
-        let mut dqkv = dqkv0.clone();
-        // The scratch's contents on entry must not matter.
+        // dqkv is overwritten and the scratch's contents on entry must not matter: both
+        // start as NaN.
+        let mut dqkv = vec![f32::NAN; qkv.len()];
         let mut scratch = vec![f32::NAN; att.len()];
         attention_backward(&mut dqkv, &mut scratch, &g, &qkv, &att, b, t, c, nh);
-        close("dqkv", &added(&dqkv, &dqkv0), &fd(&qkv64, |y| project(&attention_ref(y, b, t, c, nh).0, &g64)))?;
+        close("dqkv", &f64s(&dqkv), &fd(&qkv64, |y| project(&attention_ref(y, b, t, c, nh).0, &g64)))?;
     }
 
     #[test]
@@ -352,11 +354,10 @@ proptest! {
 
         let g = rng.vec(len, -1.0, 1.0);
         let g64 = f64s(&g);
-        let d0 = rng.vec(len, -1.0, 1.0);
-        let mut d = d0.clone();
+        let mut d = vec![f32::NAN; len]; // overwritten
         gelu_backward(&mut d, &x, &g);
         let f = |y: &[f64]| project(&y.iter().map(|&v| gelu_ref(v)).collect::<Vec<_>>(), &g64);
-        close("dinp", &added(&d, &d0), &fd(&x64, f))?;
+        close("dinp", &f64s(&d), &fd(&x64, f))?;
     }
 
     #[test]
@@ -441,7 +442,7 @@ proptest! {
         matmul_forward(&mut out, &x, &w, Some(&bias), n, ic, oc);
         close("out", &f64s(&out), &matmul_ref(&x64, &w64, Some(&b64), n, ic, oc))?;
 
-        let (mut dx, mut dw, mut db) = (vec![0.0; n * ic], vec![0.0; ic * oc], vec![0.0; oc]);
+        let (mut dx, mut dw, mut db) = (vec![f32::NAN; n * ic], vec![0.0; ic * oc], vec![0.0; oc]);
         matmul_backward(&mut dx, &mut dw, Some(&mut db), &g, &x, &w, n, ic, oc);
         let mut dx_ref = vec![0.0; n * ic];
         let mut dw_ref = vec![0.0; ic * oc];

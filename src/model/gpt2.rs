@@ -336,8 +336,8 @@ fn backward(
         ..
     } = ctx;
 
-    // Head: logits = lnf @ wte^T, lnf = ln_f(x_L).
-    dln.fill(0.0);
+    // Head: logits = lnf @ wte^T, lnf = ln_f(x_L). (The matmul, GELU and attention
+    // backwards overwrite their input gradients, so only `dres` is zeroed.)
     lm_head_backward_split(
         split,
         dln,
@@ -375,7 +375,6 @@ fn backward(
             Some(prev) => &blocks[prev].residual3,
         };
         // dres = d loss / d residual3 = d loss / d (mlp.c_proj output).
-        dfch_gelu.fill(0.0);
         let (dw, db) = two_mut(grads, &w.mlp_proj_w, &w.mlp_proj_b);
         matmul_backward_split(
             split,
@@ -389,9 +388,7 @@ fn backward(
             4 * c,
             c,
         );
-        dfch.fill(0.0);
         gelu_backward(dfch, &a.fch, dfch_gelu);
-        dln.fill(0.0);
         let (dw, db) = two_mut(grads, &w.c_fc_w, &w.c_fc_b);
         matmul_backward_split(
             split,
@@ -419,7 +416,6 @@ fn backward(
             c,
         );
         // dres = d loss / d residual2 = d loss / d (attn.c_proj output).
-        datty.fill(0.0);
         let (dw, db) = two_mut(grads, &w.attn_proj_w, &w.attn_proj_b);
         matmul_backward_split(
             split,
@@ -433,9 +429,8 @@ fn backward(
             c,
             c,
         );
-        dqkv.fill(0.0); // (datt is scratch: the kernel ignores its contents on entry)
+        // (datt is scratch: the kernel ignores its contents on entry.)
         attention_backward(dqkv, datt, datty, &a.qkv, &a.att, b, t, c, nh);
-        dln.fill(0.0);
         let (dw, db) = two_mut(grads, &w.c_attn_w, &w.c_attn_b);
         matmul_backward_split(
             split,

@@ -190,16 +190,17 @@ fn attention_forward_impl(
     }
 }
 
-/// Backward of [`attention_forward`], accumulating into `dqkv [b*t, 3c]`.
+/// Backward of [`attention_forward`], overwriting `dqkv [b*t, 3c]` (every element is
+/// written once: each row block of each head's `dq`, `dk` and `dv` by one matmul).
 ///
 /// `datt_scratch [b, nh, t, t]` is caller-provided scratch (its contents on entry are
 /// irrelevant; on return it holds the gradients of the scaled scores, zero above the
 /// diagonal). `dout [b*t, c]`, `qkv [b*t, 3c]` and `att [b, nh, t, t]` are the
 /// forward's input and saved output.
 ///
-/// Per `(b, h)`, through [`gemm`]: `datt = dout V^T`, `dV += att^T dout`, the softmax
+/// Per `(b, h)`, through [`gemm`]: `datt = dout V^T`, `dV = att^T dout`, the softmax
 /// backward `dpre = att * (datt - sum(att * datt)) * scale` row by row, then
-/// `dQ += dpre K` and `dK += dpre^T Q`.
+/// `dQ = dpre K` and `dK = dpre^T Q`.
 ///
 /// # Panics
 /// As [`attention_forward`].
@@ -282,7 +283,7 @@ fn attention_backward_impl(
                     );
                 }
             });
-            // dv[t2] += sum_{t1 >= r0} att[t1, t2] dout[t1] for t2 in the block r0..r1
+            // dv[t2] = sum_{t1 >= r0} att[t1, t2] dout[t1] for t2 in the block r0..r1
             // (att[t1, t2] = 0 for t1 < t2). A(i, kk) = att[(r0 + kk) t + r0 + i].
             for (r0, r1) in row_blocks(t) {
                 let a = &att_bh[r0 * t + r0..];
@@ -299,7 +300,7 @@ fn attention_backward_impl(
                     1,
                     dst,
                     c3,
-                    Init::Accumulate,
+                    Init::Zero,
                 );
             }
             // Through the softmax and the scale.
@@ -315,7 +316,7 @@ fn attention_backward_impl(
                 }
                 masked.fill(0.0);
             }
-            // dq[t1] += sum_t2 dpre[t1, t2] k[t2];  dk[t2] += sum_t1 dpre[t1, t2] q[t1],
+            // dq[t1] = sum_t2 dpre[t1, t2] k[t2];  dk[t2] = sum_t1 dpre[t1, t2] q[t1],
             // over the same ranges as the forward's `att V` and the `dv` above.
             for (r0, r1) in row_blocks(t) {
                 let a = &datt[r0 * t..];
@@ -332,27 +333,14 @@ fn attention_backward_impl(
                     1,
                     dst,
                     c3,
-                    Init::Accumulate,
+                    Init::Zero,
                 );
             }
             for (r0, r1) in row_blocks(t) {
                 let a = &datt[r0 * t + r0..];
                 let q = &qkv[qo + r0 * c3..];
                 let dst = &mut dqkv[ko + r0 * c3..];
-                gemm(
-                    r1 - r0,
-                    hs,
-                    t - r0,
-                    a,
-                    1,
-                    t,
-                    q,
-                    c3,
-                    1,
-                    dst,
-                    c3,
-                    Init::Accumulate,
-                );
+                gemm(r1 - r0, hs, t - r0, a, 1, t, q, c3, 1, dst, c3, Init::Zero);
             }
         }
     }

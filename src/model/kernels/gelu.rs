@@ -37,7 +37,7 @@ fn gelu_forward_impl(out: &mut [f32], inp: &[f32]) {
     }
 }
 
-/// Backward of [`gelu_forward`], accumulating: `dinp[i] += gelu'(inp[i]) * dout[i]`,
+/// Backward of [`gelu_forward`], overwriting: `dinp[i] = gelu'(inp[i]) * dout[i]`,
 /// with `gelu'(x) = s + x * 2 s (1 - s) du/dx`. Shapes: all `[len]`.
 pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     debug_assert!(dinp.len() == inp.len() && inp.len() == dout.len());
@@ -50,6 +50,6 @@ fn gelu_backward_impl(dinp: &mut [f32], inp: &[f32], dout: &[f32]) {
     for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
         let (s, du) = parts(x);
         let grad = s + x * 2.0 * s * (1.0 - s) * du;
-        *d += grad * g;
+        *d = grad * g;
     }
 }

@@ -69,8 +69,9 @@ pub fn matmul_forward_split(
     });
 }
 
-/// Backward of [`matmul_forward`], accumulating:
-/// `dinp += dout @ weight^T`, `dweight += inp^T @ dout`, `dbias += sum_rows(dout)`.
+/// Backward of [`matmul_forward`]: overwrites `dinp = dout @ weight^T` (every element
+/// is written, its old contents are ignored) and accumulates the parameter gradients
+/// `dweight += inp^T @ dout`, `dbias += sum_rows(dout)`.
 ///
 /// Shapes: `dinp [n, ic]`, `dweight [ic, oc]`, `dbias [oc]`, `dout [n, oc]`,
 /// `inp [n, ic]`, `weight [ic, oc]`.
@@ -112,7 +113,7 @@ pub fn matmul_backward_split(
     debug_assert_eq!(dout.len(), n * oc);
     debug_assert_eq!(inp.len(), n * ic);
     debug_assert_eq!(weight.len(), ic * oc);
-    // Part i: rows of dinp[n, ic] += dout[n, oc] @ weight^T[oc, ic], and rows of
+    // Part i: rows of dinp[n, ic] = dout[n, oc] @ weight^T[oc, ic], and rows of
     // dweight[ic, oc] += inp^T[ic, n] @ dout[n, oc] (A(i, kk) = inp[kk * ic + i]).
     let parts = split.parts().max(1);
     {
@@ -130,20 +131,7 @@ pub fn matmul_backward_split(
             let d = unsafe { di.rows(&r, ic) };
             let g = &dout[r.start * oc..r.end * oc];
             // B = weight^T: B[kk, j] = weight[j * oc + kk].
-            gemm(
-                r.len(),
-                ic,
-                oc,
-                g,
-                oc,
-                1,
-                weight,
-                1,
-                oc,
-                d,
-                ic,
-                Init::Accumulate,
-            );
+            gemm(r.len(), ic, oc, g, oc, 1, weight, 1, oc, d, ic, Init::Zero);
             let r = rows(ic, parts, i);
             // SAFETY: parts own disjoint row ranges of `dweight` (length checked).
             let d = unsafe { dw.rows(&r, oc) };
@@ -214,8 +202,8 @@ pub fn lm_head_forward_split(
     });
 }
 
-/// Backward of [`lm_head_forward`], accumulating: `dinp += dlogits @ wte`,
-/// `dwte += dlogits^T @ inp`.
+/// Backward of [`lm_head_forward`]: overwrites `dinp = dlogits @ wte` (every element
+/// is written) and accumulates `dwte += dlogits^T @ inp`.
 ///
 /// Shapes: `dinp [n, c]`, `dwte [v, c]`, `dlogits [n, v]`, `inp [n, c]`, `wte [v, c]`.
 ///
@@ -254,7 +242,7 @@ pub fn lm_head_backward_split(
     debug_assert_eq!(dlogits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
-    // Part i: rows of dinp += dlogits @ wte, and rows of dwte[v, c] += dlogits^T[v, n]
+    // Part i: rows of dinp = dlogits @ wte, and rows of dwte[v, c] += dlogits^T[v, n]
     // @ inp[n, c] (A(i, kk) = dlogits[kk * v + i]).
     let parts = split.parts().max(1);
     assert!(
@@ -267,7 +255,7 @@ pub fn lm_head_backward_split(
         // SAFETY: parts own disjoint row ranges of `dinp` (length checked).
         let d = unsafe { di.rows(&r, c) };
         let g = &dlogits[r.start * v..r.end * v];
-        gemm(r.len(), c, v, g, v, 1, wte, c, 1, d, c, Init::Accumulate);
+        gemm(r.len(), c, v, g, v, 1, wte, c, 1, d, c, Init::Zero);
         let r = rows(v, parts, i);
         // SAFETY: parts own disjoint row ranges of `dwte` (length checked).
         let d = unsafe { dw.rows(&r, c) };

@@ -9,7 +9,11 @@
 //! * Shapes are given as `[rows, cols]`, row-major; `b` batch, `t` time, `c` channels,
 //!   `n` rows (`b * t`), `v` vocabulary, `nh` heads.
 //! * Forward functions overwrite their outputs. Backward functions *accumulate*
-//!   (`+=`) into every gradient output; the caller zeroes them.
+//!   (`+=`) into parameter gradients (the caller zeroes them once per micro-batch).
+//!   Input gradients: the matmul, LM head, GELU and attention backwards *overwrite*
+//!   theirs (every element written, old contents ignored: no zeroing pass); layernorm,
+//!   residual and encoder backwards accumulate into theirs (the residual stream's
+//!   gradient sums two paths).
 //! * Wrong slice lengths are caught by `debug_assert!`; in release a wrong length
 //!   either panics (bounds check) or processes fewer elements (iterators stop at the
 //!   shortest slice), never undefined behaviour (every `unsafe` access is guarded by an
