@@ -453,10 +453,20 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
     // so the results are unchanged) when the caller provided room (`gemm_body` does
     // when enough column tiles reuse the copy).
     let ap = if !pack.is_empty() {
-        for kk in 0..kb {
-            for r in 0..R {
-                // SAFETY: r < R rows and kk < kb steps of k are in bounds (contract).
-                pack[kk * R + r] = unsafe { *a.add(r * p.a_rs + kk * p.a_cs) };
+        if p.a_rs == 1 {
+            // The tile's R rows are contiguous at each step of k (`inp^T`): copy them
+            // as one short slice.
+            for (kk, dst) in pack[..kb * R].chunks_exact_mut(R).enumerate() {
+                // SAFETY: rows 0..R at step kk < kb are in bounds (contract) and
+                // contiguous (a_rs == 1).
+                dst.copy_from_slice(unsafe { core::slice::from_raw_parts(a.add(kk * p.a_cs), R) });
+            }
+        } else {
+            for kk in 0..kb {
+                for r in 0..R {
+                    // SAFETY: r < R rows and kk < kb steps of k are in bounds (contract).
+                    pack[kk * R + r] = unsafe { *a.add(r * p.a_rs + kk * p.a_cs) };
+                }
             }
         }
         APanel {
