@@ -2,7 +2,8 @@
 //! token outside the vocabulary) ends `Trainer::run` with an error naming the step
 //! and the worker, every thread is joined (the call returns), and the trainer refuses
 //! to continue; a loss that stops being finite stops both schedulers at the same step
-//! as the single-threaded reference, with the same error. (A worker that panics is
+//! as the single-threaded reference, with the same error; a caller's callback that
+//! panics unwinds to the caller after every thread is joined. (A worker that panics is
 //! covered at the protocol level in the loom and shuttle step tests.)
 
 use cllm::data::MarkovSource;
@@ -113,5 +114,43 @@ fn a_diverging_run_stops_at_the_reference_step_with_the_same_error() {
         let mut trainer = Trainer::with_scheduler(cfg, state, 3, scheduler).unwrap();
         let err = trainer.run(&data, 50, &mut |_| true).unwrap_err();
         assert_eq!(err.to_string(), want, "{scheduler:?}");
+    }
+}
+
+/// A caller's callback that panics (it runs on the calling thread between steps)
+/// unwinds out of `run` with every worker joined (before the fix, the workers waited
+/// for a next step forever and the call never returned), for both schedulers and any
+/// thread count; the trainer keeps the state after the last step and trains on.
+#[test]
+fn a_panicking_callback_unwinds_out_of_run_without_a_hang() {
+    let cfg = config(1e-3);
+    let good: Arc<[u32]> = tokens().into();
+    for scheduler in [Scheduler::LockFree, Scheduler::Barrier] {
+        for threads in [1, 2, 4] {
+            let state = TrainState::initial(&cfg).unwrap();
+            let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler).unwrap();
+            let mut calls = 0;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                trainer.run(&good, 5, &mut |_| {
+                    calls += 1;
+                    if calls == 2 {
+                        panic!("callback gave up");
+                    }
+                    true
+                })
+            }));
+            let payload = outcome.expect_err("the callback's panic must reach the caller");
+            assert_eq!(
+                payload.downcast_ref::<&str>(),
+                Some(&"callback gave up"),
+                "{scheduler:?}, {threads} threads"
+            );
+            assert_eq!(calls, 2);
+            assert_eq!(trainer.state().step, 2, "{scheduler:?}, {threads} threads");
+            trainer
+                .run(&good, 1, &mut |_| true)
+                .expect("the trainer trains on");
+            assert_eq!(trainer.state().step, 3);
+        }
     }
 }

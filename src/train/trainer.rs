@@ -404,7 +404,36 @@ impl Trainer {
     /// `on_step` runs on this thread after every step; returning `false` stops the
     /// run after that step. The trajectory is bitwise the one of [`Trainer::step`].
     /// After an error the trainer refuses further work ([`TrainError::Poisoned`]).
+    ///
+    /// If `on_step` panics, the run stops after that step as if it had returned
+    /// `false` (every thread stops and is joined, the trainer keeps the state after
+    /// the step), and then the panic continues in the caller.
     pub fn run(
+        &mut self,
+        train: &Arc<[u32]>,
+        steps: u64,
+        on_step: &mut dyn FnMut(&StepStats) -> bool,
+    ) -> Result<RunReport, TrainError> {
+        let mut callback_panic = None;
+        let mut guarded =
+            |stats: &StepStats| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                on_step(stats)
+            })) {
+                Ok(go_on) => go_on,
+                Err(payload) => {
+                    callback_panic = Some(payload);
+                    false
+                }
+            };
+        let outcome = self.run_guarded(train, steps, &mut guarded);
+        if let Some(payload) = callback_panic {
+            std::panic::resume_unwind(payload);
+        }
+        outcome
+    }
+
+    /// [`Trainer::run`] with a callback that does not panic.
+    fn run_guarded(
         &mut self,
         train: &Arc<[u32]>,
         steps: u64,
