@@ -659,3 +659,38 @@ impl Drop for RawBuf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Std;
+
+    /// The leader's misuses the trainer never makes (a wrong job count, a step out of
+    /// order, a step fed twice) are rejected with the step named, and a rejected step
+    /// leaves nothing in the queue: the next correct feed queues exactly its jobs.
+    #[test]
+    fn feed_rejects_a_wrong_count_or_step_and_queues_nothing() {
+        let p = StepProtocol::<u32, Std>::new(2, 1, vec![0.0; 8], vec![]).unwrap();
+        let feed_error = |r: Result<(), StepError<core::convert::Infallible>>| match r {
+            Err(StepError::Feed { step, what }) => (step, what),
+            other => panic!("expected a feed error, got {other:?}"),
+        };
+        let (step, what) = feed_error(p.feed(0, [7]));
+        assert_eq!((step, what.as_str()), (0, "1 jobs, expected 2"));
+        let (step, what) = feed_error(p.feed(0, [7, 8, 9]));
+        assert_eq!((step, what.as_str()), (0, "3 jobs, expected 2"));
+        let (step, what) = feed_error(p.feed(1, [7, 8]));
+        assert_eq!((step, what.as_str()), (1, "0 steps were fed before"));
+        assert_eq!(p.steps_fed(), 0);
+        assert!(p.jobs.try_pop().is_err(), "a rejected feed queued a job");
+
+        p.feed(0, [7, 8]).unwrap();
+        assert_eq!(p.steps_fed(), 1);
+        let (step, _) = feed_error(p.feed(0, [7, 8]));
+        assert_eq!(step, 0);
+        let queued: Vec<(usize, usize, u32)> = core::iter::from_fn(|| p.jobs.try_pop().ok())
+            .map(|j| (j.step, j.slot, j.payload))
+            .collect();
+        assert_eq!(queued, vec![(0, 0, 7), (0, 1, 8)]);
+    }
+}
