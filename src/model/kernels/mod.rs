@@ -34,8 +34,10 @@
 /// compiled with AVX2 and FMA enabled when the CPU has them (run-time detection), so
 /// the loops of `body_fn` (which must be `#[inline(always)]`) vectorise 8 wide instead
 /// of 4; otherwise calls it directly. The results are the same bits either way: Rust
-/// never contracts a multiply and an add into an FMA, so only the vector width
-/// changes, and every reduction here has an explicit fixed order ([`sum`], [`dot`]).
+/// never contracts a multiply and an add into an FMA (the only fused operations are
+/// explicit [`f32::mul_add`] calls, in [`exp`], exact on both paths), so only the
+/// vector width changes, and every reduction here has an explicit fixed order ([`sum`],
+/// [`dot`]).
 macro_rules! dispatch {
     ($body:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
