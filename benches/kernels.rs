@@ -154,10 +154,13 @@ fn ops(c: &mut Criterion) {
 
     let h = data(N * 4 * C, 16);
     let mut hout = vec![0.0; N * 4 * C];
+    let mut hs = vec![0.0; N * 4 * C];
     let mut dh = vec![0.0; N * 4 * C];
-    group.bench_function("gelu_fwd", |bch| bch.iter(|| gelu_forward(&mut hout, &h)));
+    group.bench_function("gelu_fwd", |bch| {
+        bch.iter(|| gelu_forward(&mut hout, &mut hs, &h))
+    });
     group.bench_function("gelu_bwd", |bch| {
-        bch.iter(|| gelu_backward(&mut dh, &h, &hout))
+        bch.iter(|| gelu_backward(&mut dh, &h, &hs, &hout))
     });
 
     let (ra, rb) = (data(N * C, 17), data(N * C, 18));

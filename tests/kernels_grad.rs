@@ -347,15 +347,19 @@ proptest! {
     fn gelu_matches_model(len in 1usize..40, seed: u64) {
         let mut rng = Rng(seed);
         let x = rng.vec(len, -6.0, 6.0);
-        let mut out = vec![f32::NAN; len];
-        gelu_forward(&mut out, &x);
+        let (mut out, mut s) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+        gelu_forward(&mut out, &mut s, &x);
         let x64 = f64s(&x);
         close("out", &f64s(&out), &x64.iter().map(|&v| gelu_ref(v)).collect::<Vec<_>>())?;
+        // The backward pass's recomputation of the output is the forward's, bitwise.
+        let mut again = vec![f32::NAN; len];
+        gelu_recompute(&mut again, &x, &s);
+        prop_assert_eq!(bits(&again), bits(&out), "gelu_recompute");
 
         let g = rng.vec(len, -1.0, 1.0);
         let g64 = f64s(&g);
         let mut d = vec![f32::NAN; len]; // overwritten
-        gelu_backward(&mut d, &x, &g);
+        gelu_backward(&mut d, &x, &s, &g);
         let f = |y: &[f64]| project(&y.iter().map(|&v| gelu_ref(v)).collect::<Vec<_>>(), &g64);
         close("dinp", &f64s(&d), &fd(&x64, f))?;
     }

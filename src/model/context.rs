@@ -7,15 +7,18 @@
 //! * `encoded [N,C]`: token + position embeddings (the residual stream entering block 0).
 //! * per block: `ln1 [N,C]` (+ mean, rstd `[N]`), `qkv [N,3C]`, `atty [N,C]` (attention
 //!   output before c_proj), `att [batch,NH,seq,seq]` (softmax probabilities),
-//!   `residual2 [N,C]`, `ln2 [N,C]` (+ mean, rstd), `fch [N,4C]`, `fch_gelu [N,4C]`,
-//!   `residual3 [N,C]` (the block's output).
+//!   `residual2 [N,C]`, `ln2 [N,C]` (+ mean, rstd), `fch [N,4C]`, `gelu_s [N,4C]` (the
+//!   GELU's sigmoid factor: `gelu(fch) = fch * gelu_s`, so the backward needs no
+//!   exponential), `residual3 [N,C]` (the block's output).
 //! * `proj [N,C]`: scratch for the output of either c_proj before its residual add
 //!   (the backward pass never needs it).
 //! * `lnf [N,C]` (+ mean, rstd), `logits [N,V]` (overwritten in place by d loss /
 //!   d logits), `losses [N]`.
 //! * Gradient scratch, reused by every block: `dres [N,C]` (d loss / d the residual
 //!   stream at the current point), `dln [N,C]`, `dqkv [N,3C]`, `datty [N,C]`,
-//!   `datt [batch,NH,seq,seq]`, `dfch [N,4C]`, `dfch_gelu [N,4C]`.
+//!   `datt [batch,NH,seq,seq]`, `dfch [N,4C]`, `dfch_gelu [N,4C]`. During the forward
+//!   pass `dfch` holds each block's GELU output (the input of mlp.c_proj); the
+//!   backward pass recomputes it there from `fch * gelu_s`, bitwise.
 //!
 //! Shorter runs (fewer positions, as in sampling) use prefixes of each buffer.
 
@@ -36,7 +39,7 @@ pub(crate) struct BlockActs {
     pub(crate) ln2_mean: Vec<f32>,
     pub(crate) ln2_rstd: Vec<f32>,
     pub(crate) fch: Vec<f32>,
-    pub(crate) fch_gelu: Vec<f32>,
+    pub(crate) gelu_s: Vec<f32>,
     pub(crate) residual3: Vec<f32>,
 }
 
@@ -113,7 +116,7 @@ impl TrainingContext {
                 ln2_mean: alloc(s.n, bytes)?,
                 ln2_rstd: alloc(s.n, bytes)?,
                 fch: alloc(s.nc4, bytes)?,
-                fch_gelu: alloc(s.nc4, bytes)?,
+                gelu_s: alloc(s.nc4, bytes)?,
                 residual3: alloc(s.nc, bytes)?,
             });
         }
@@ -276,7 +279,7 @@ mod tests {
                 &a.ln2_mean,
                 &a.ln2_rstd,
                 &a.fch,
-                &a.fch_gelu,
+                &a.gelu_s,
                 &a.residual3,
             ]
             .iter()

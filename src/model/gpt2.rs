@@ -24,9 +24,10 @@ use super::config::{GptConfig, ModelError};
 use super::context::TrainingContext;
 use super::kernels::{
     attention_backward, attention_forward, crossentropy_forward, crossentropy_forward_backward,
-    encoder_backward, encoder_forward, gelu_backward, gelu_forward, layernorm_backward,
-    layernorm_forward, lm_head_backward_split, lm_head_forward, lm_head_forward_split,
-    matmul_backward_split, matmul_forward_split, residual_forward, RowSplit, Serial,
+    encoder_backward, encoder_forward, gelu_backward, gelu_forward, gelu_recompute,
+    layernorm_backward, layernorm_forward, lm_head_backward_split, lm_head_forward,
+    lm_head_forward_split, matmul_backward_split, matmul_forward_split, residual_forward, RowSplit,
+    Serial,
 };
 use core::ops::Range;
 
@@ -273,8 +274,10 @@ fn forward(
             c,
             4 * c,
         );
-        let fch_gelu = &mut a.fch_gelu[..4 * nc];
-        gelu_forward(fch_gelu, fch);
+        // The GELU output goes to backward scratch (`dfch`, free during the forward);
+        // the block keeps `fch` and the sigmoid factor.
+        let fch_gelu = &mut ctx.dfch[..4 * nc];
+        gelu_forward(fch_gelu, &mut a.gelu_s[..4 * nc], fch);
         matmul_forward_split(
             split,
             proj,
@@ -374,7 +377,10 @@ fn backward(
             None => encoded,
             Some(prev) => &blocks[prev].residual3,
         };
-        // dres = d loss / d residual3 = d loss / d (mlp.c_proj output).
+        // dres = d loss / d residual3 = d loss / d (mlp.c_proj output). The c_proj
+        // input (the GELU output) is recomputed into `dfch` first, bitwise as in the
+        // forward; `gelu_backward` then overwrites `dfch` with its own gradient.
+        gelu_recompute(dfch, &a.fch, &a.gelu_s);
         let (dw, db) = two_mut(grads, &w.mlp_proj_w, &w.mlp_proj_b);
         matmul_backward_split(
             split,
@@ -382,13 +388,13 @@ fn backward(
             dw,
             Some(db),
             dres,
-            &a.fch_gelu,
+            dfch,
             p(&w.mlp_proj_w),
             n,
             4 * c,
             c,
         );
-        gelu_backward(dfch, &a.fch, dfch_gelu);
+        gelu_backward(dfch, &a.fch, &a.gelu_s, dfch_gelu);
         let (dw, db) = two_mut(grads, &w.c_fc_w, &w.c_fc_b);
         matmul_backward_split(
             split,

@@ -74,7 +74,7 @@ pub mod transpose;
 pub use attention::{attention_backward, attention_forward};
 pub use crossentropy::{crossentropy_forward, crossentropy_forward_backward, softmax_row};
 pub use encoder::{encoder_backward, encoder_forward};
-pub use gelu::{gelu_backward, gelu_forward};
+pub use gelu::{gelu_backward, gelu_forward, gelu_recompute};
 pub use layernorm::{layernorm_backward, layernorm_forward};
 pub use matmul::{
     lm_head_backward, lm_head_backward_split, lm_head_forward, lm_head_forward_split,
