@@ -154,11 +154,22 @@ pub fn matmul_backward_split(
     }
     if let Some(dbias) = dbias {
         debug_assert_eq!(dbias.len(), oc);
-        let dbias = &mut dbias[..oc];
-        for row in dout.chunks_exact(oc).take(n) {
-            for (d, &g) in dbias.iter_mut().zip(row) {
-                *d += g;
-            }
+        bias_backward(&mut dbias[..oc], dout, n, oc);
+    }
+}
+
+/// `dbias[j] += dout[i, j]` for every row `i` in order (the same per-element chain on
+/// every path; `dispatch!` only widens the vectors).
+fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
+    dispatch!(bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize))
+}
+
+/// Body of [`bias_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+#[inline(always)]
+fn bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
+    for row in dout.chunks_exact(oc).take(n) {
+        for (d, &g) in dbias.iter_mut().zip(row) {
+            *d += g;
         }
     }
 }
