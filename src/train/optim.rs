@@ -147,10 +147,10 @@ pub fn update_part(
     }
 }
 
-/// The elementwise update over one span with one weight-decay value, from a function
-/// compiled for AVX2 when the CPU has it (8 lanes instead of 4). The expression and
-/// so the bits are the same either way: Rust does not fuse or reorder float
-/// operations, only the vector width changes.
+/// The elementwise update over one span with one weight-decay value, through the
+/// kernels' `dispatch!` (8 lanes on AVX2 instead of 4). The expression and so the bits
+/// are the same either way: Rust does not fuse or reorder float operations, only the
+/// vector width changes.
 #[allow(clippy::too_many_arguments)]
 fn update_span(
     cfg: &AdamWConfig,
@@ -162,32 +162,16 @@ fn update_span(
     m: &mut [f32],
     v: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// [`update_span_body`] compiled with AVX2.
-        ///
-        /// # Safety
-        /// The CPU must support AVX2.
-        #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2(
-            cfg: &AdamWConfig,
-            s: &StepScalars,
-            weight_decay: f32,
-            span: Range<usize>,
-            params: &mut [f32],
-            grads: &[f32],
-            m: &mut [f32],
-            v: &mut [f32],
-        ) {
-            update_span_body(cfg, s, weight_decay, span, params, grads, m, v)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 support was just checked at run time.
-            return unsafe { avx2(cfg, s, weight_decay, span, params, grads, m, v) };
-        }
-    }
-    update_span_body(cfg, s, weight_decay, span, params, grads, m, v)
+    crate::model::kernels::dispatch!(update_span_body(
+        cfg: &AdamWConfig,
+        s: &StepScalars,
+        weight_decay: f32,
+        span: Range<usize>,
+        params: &mut [f32],
+        grads: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ))
 }
 
 /// Body of [`update_span`] (inlined into its AVX2 trampoline).

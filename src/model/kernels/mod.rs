@@ -51,7 +51,7 @@ macro_rules! dispatch {
             unsafe fn avx2($($arg: $ty),*) {
                 $body($($arg),*)
             }
-            if super::gemm::Path::Avx2.supported() {
+            if $crate::model::kernels::gemm::Path::Avx2.supported() {
                 // SAFETY: AVX2 and FMA support was just checked at run time.
                 return unsafe { avx2($($arg),*) };
             }
@@ -59,6 +59,7 @@ macro_rules! dispatch {
         $body($($arg),*)
     }};
 }
+pub(crate) use dispatch;
 
 pub mod attention;
 pub mod crossentropy;
