@@ -54,6 +54,26 @@ pub fn matmul_forward_split(
         }
         None => Init::Zero,
     };
+    forward_rows(split, out, inp, n, ic, oc, (weight, oc, 1), init);
+}
+
+/// `out[n, oc] = inp[n, ic] @ B` from `init` (see [`Init`]), its `n` rows split over
+/// `split`'s parts; `B[kk, j] = b.0[kk * b.1 + j * b.2]` (the weight, or a transposed
+/// `wte` for the LM head).
+///
+/// # Panics
+/// If `out` or `inp` is shorter than its shape (or `B` than its strides, in `gemm`).
+#[allow(clippy::too_many_arguments)]
+fn forward_rows(
+    split: &dyn RowSplit,
+    out: &mut [f32],
+    inp: &[f32],
+    n: usize,
+    ic: usize,
+    oc: usize,
+    b: (&[f32], usize, usize),
+    init: Init<'_>,
+) {
     let parts = split.parts().max(1);
     assert!(
         out.len() >= n * oc && inp.len() >= n * ic,
@@ -65,7 +85,7 @@ pub fn matmul_forward_split(
         // SAFETY: parts own disjoint row ranges of `out` (checked long enough above).
         let o = unsafe { out.rows(&r, oc) };
         let a = &inp[r.start * ic..r.end * ic];
-        gemm(r.len(), oc, ic, a, ic, 1, weight, oc, 1, o, oc, init);
+        gemm(r.len(), oc, ic, a, ic, 1, b.0, b.1, b.2, o, oc, init);
     });
 }
 
@@ -197,20 +217,8 @@ pub fn lm_head_forward_split(
     debug_assert_eq!(logits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
-    let parts = split.parts().max(1);
-    assert!(
-        logits.len() >= n * v && inp.len() >= n * c,
-        "lm head: buffer too short"
-    );
-    let out = SharedMut(logits.as_mut_ptr());
-    split.run(&|i| {
-        let r = rows(n, parts, i);
-        // SAFETY: parts own disjoint row ranges of `logits` (length checked).
-        let o = unsafe { out.rows(&r, v) };
-        let a = &inp[r.start * c..r.end * c];
-        // B = wte^T: B[kk, j] = wte[j * c + kk].
-        gemm(r.len(), v, c, a, c, 1, wte, 1, c, o, v, Init::Zero);
-    });
+    // B = wte^T: B[kk, j] = wte[j * c + kk].
+    forward_rows(split, logits, inp, n, c, v, (wte, 1, c), Init::Zero);
 }
 
 /// Backward of [`lm_head_forward`]: overwrites `dinp = dlogits @ wte` (every element
