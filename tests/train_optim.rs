@@ -1,7 +1,9 @@
-//! Properties of the optimizer and schedule: a sharded AdamW update equals the whole
-//! update bit for bit, the update matches an independent f64 transcription of the
-//! AdamW formula, and the schedule warms up and decays as documented.
+//! Properties of the optimizer, the gradient norm and the schedule: a sharded AdamW
+//! update equals the whole update bit for bit, the update matches an independent f64
+//! transcription of the AdamW formula, the norm's block sums are the documented order
+//! whatever the partition, and the schedule warms up and decays as documented.
 
+use cllm::train::norm::{block_sums, grad_norm, norm_from_blocks, NORM_BLOCK};
 use cllm::train::optim::{update_range, AdamState, AdamWConfig};
 use cllm::train::schedule::Schedule;
 use proptest::prelude::*;
@@ -83,6 +85,51 @@ proptest! {
             }
             prop_assert!((x - p[i] as f64).abs() <= 1e-5 * (1.0 + x.abs()), "param {i}: {x} vs {}", p[i]);
         }
+    }
+}
+
+proptest! {
+    /// Block sums over any cut on the block grid, concatenated, give the whole
+    /// buffer's norm bit for bit (what lets each worker sum its own part).
+    #[test]
+    fn norm_does_not_depend_on_the_partition(blocks in 1usize..8, tail in 0usize..NORM_BLOCK, cut in 0usize..8, scale in 0.01f32..4.0, seed in any::<u64>()) {
+        let g: Vec<f32> = values(blocks * NORM_BLOCK + tail, seed).iter().map(|v| v * 1e3).collect();
+        let cut = (cut % (blocks + 1)) * NORM_BLOCK;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        block_sums(&g, 0..cut, scale, &mut a);
+        block_sums(&g, cut..g.len(), scale, &mut b);
+        a.extend(b);
+        prop_assert_eq!(norm_from_blocks(&a).to_bits(), grad_norm(&g, scale).to_bits());
+    }
+
+    /// Each block sum is exactly the order `cllm::train::norm` documents, transcribed
+    /// here independently: 16 lanes (element i to lane i % 16) summed left to right,
+    /// lanes added pairwise (l + l+8, then +4, +2, +1), a short block's tail after.
+    #[test]
+    fn norm_block_sums_follow_the_documented_order(len in 1usize..(3 * NORM_BLOCK), scale in 0.01f32..4.0, seed in any::<u64>()) {
+        let g = values(len, seed);
+        let sq = |v: f32| ((v * scale) as f64) * ((v * scale) as f64);
+        let mut want = Vec::new();
+        for block in g.chunks(NORM_BLOCK) {
+            let full = block.len() / 16 * 16;
+            let mut lane = [0.0f64; 16];
+            for (i, &v) in block[..full].iter().enumerate() {
+                lane[i % 16] += sq(v);
+            }
+            let l8: Vec<f64> = (0..8).map(|l| lane[l] + lane[l + 8]).collect();
+            let l4: Vec<f64> = (0..4).map(|l| l8[l] + l8[l + 4]).collect();
+            let l2: Vec<f64> = (0..2).map(|l| l4[l] + l4[l + 2]).collect();
+            let mut s = l2[0] + l2[1];
+            for &v in &block[full..] {
+                s += sq(v);
+            }
+            want.push(s.to_bits());
+        }
+        let mut got = Vec::new();
+        block_sums(&g, 0..g.len(), scale, &mut got);
+        prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
+        let exact: f64 = g.iter().map(|&v| sq(v)).sum();
+        prop_assert!((grad_norm(&g, scale) - exact.sqrt()).abs() <= 1e-12 * exact.sqrt().max(1e-30));
     }
 }
 

@@ -72,7 +72,6 @@ pub fn forward_backward_split(
     let dloss = 1.0 / n as f32;
     crossentropy_forward_backward(&mut ctx.logits, &mut ctx.losses, targets, n, v, dloss);
     let loss = mean_loss(&ctx.losses);
-    grads.fill(0.0);
     backward(cfg, params, ctx, tokens, grads, split);
     Ok(loss)
 }
@@ -307,8 +306,11 @@ fn forward(
 }
 
 /// The backward pass of the full context shape, after [`forward`] and the fused
-/// cross-entropy left d loss / d logits in `ctx.logits`. Accumulates into `grads`
-/// (the caller zeroed it).
+/// cross-entropy left d loss / d logits in `ctx.logits`. Overwrites all of `grads`:
+/// the matmul and LM-head backwards overwrite the weights' and biases' gradients
+/// (`wte`'s first, before the encoder adds to it); the layer norms' and `wpe`'s,
+/// which their kernels accumulate, are zeroed here first ([`zero_accumulated`]).
+/// No pass zeroes the whole buffer.
 fn backward(
     cfg: &GptConfig,
     params: &[f32],
@@ -322,6 +324,7 @@ fn backward(
     let n = b * t;
     let r = ctx.layout.ranges();
     let p = |range: &Range<usize>| &params[range.clone()];
+    zero_accumulated(grads, r);
     let TrainingContext {
         encoded,
         blocks,
@@ -468,6 +471,19 @@ fn backward(
 
     let (dwte, dwpe) = two_mut(grads, &r.wte, &r.wpe);
     encoder_backward(dwte, dwpe, dres, tokens, b, t, c);
+}
+
+/// Zeroes the gradients that [`backward`]'s kernels accumulate into rather than
+/// overwrite: `wpe` and every layer norm's weight and bias (a few `C`-sized vectors
+/// and one `[T, C]` matrix; every other float of `grads` is overwritten).
+fn zero_accumulated(grads: &mut [f32], r: &crate::model::layout::ParamRanges) {
+    let norms = r
+        .blocks
+        .iter()
+        .flat_map(|w| [&w.ln_1_w, &w.ln_1_b, &w.ln_2_w, &w.ln_2_b]);
+    for range in [&r.wpe, &r.ln_f_w, &r.ln_f_b].into_iter().chain(norms) {
+        grads[range.clone()].fill(0.0);
+    }
 }
 
 /// Disjoint mutable views of two tensors of the flat buffer; `first` ends at or

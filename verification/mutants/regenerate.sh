@@ -47,3 +47,6 @@ gen step-decide-before-summarized src/step/mod.rs 's/let target = \(step \+ 1\) 
 gen team-run-returns-early src/step/team.rs 's/let target = g \* \(self\.size - 1\);/let target = (g - 1) * (self.size - 1);/'
 gen team-helper-wrong-part src/step/team.rs 's/\(\|\| f\(helper\)\)/(|| f(helper - 1))/'
 gen gemm-packed-wrong-tile src/model/kernels/gemm.rs 's/bp\.ptr\.add\(tile \* bp\.tile_len\)/bp.ptr.add((tile + 1) % bp.tiles * bp.tile_len)/'
+gen grads-wpe-not-zeroed src/model/gpt2.rs 's/for range in \[&r\.wpe, &r\.ln_f_w, &r\.ln_f_b\]/for range in [&r.ln_f_w, &r.ln_f_b]/'
+gen matmul-dweight-accumulates src/model/kernels/matmul.rs 's/gemm\(r\.len\(\), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Zero\)/gemm(r.len(), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Accumulate)/'
+gen norm-lanes-paired-wrong src/train/norm.rs 's/acc\[l\] \+= acc\[l \+ width\];/acc[l] += acc[2 * width - 1 - l];/'

@@ -89,9 +89,9 @@ fn forward_rows(
     });
 }
 
-/// Backward of [`matmul_forward`]: overwrites `dinp = dout @ weight^T` (every element
-/// is written, its old contents are ignored) and accumulates the parameter gradients
-/// `dweight += inp^T @ dout`, `dbias += sum_rows(dout)`.
+/// Backward of [`matmul_forward`]: overwrites `dinp = dout @ weight^T`,
+/// `dweight = inp^T @ dout` and `dbias = sum_rows(dout)` (every element is written,
+/// old contents are ignored, so the caller zeroes nothing).
 ///
 /// Shapes: `dinp [n, ic]`, `dweight [ic, oc]`, `dbias [oc]`, `dout [n, oc]`,
 /// `inp [n, ic]`, `weight [ic, oc]`.
@@ -134,7 +134,7 @@ pub fn matmul_backward_split(
     debug_assert_eq!(inp.len(), n * ic);
     debug_assert_eq!(weight.len(), ic * oc);
     // Part i: rows of dinp[n, ic] = dout[n, oc] @ weight^T[oc, ic], and rows of
-    // dweight[ic, oc] += inp^T[ic, n] @ dout[n, oc] (A(i, kk) = inp[kk * ic + i]).
+    // dweight[ic, oc] = inp^T[ic, n] @ dout[n, oc] (A(i, kk) = inp[kk * ic + i]).
     let parts = split.parts().max(1);
     {
         assert!(
@@ -156,20 +156,7 @@ pub fn matmul_backward_split(
             // SAFETY: parts own disjoint row ranges of `dweight` (length checked).
             let d = unsafe { dw.rows(&r, oc) };
             let a = &inp[r.start..];
-            gemm(
-                r.len(),
-                oc,
-                n,
-                a,
-                1,
-                ic,
-                dout,
-                oc,
-                1,
-                d,
-                oc,
-                Init::Accumulate,
-            );
+            gemm(r.len(), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Zero);
         });
     }
     if let Some(dbias) = dbias {
@@ -178,9 +165,10 @@ pub fn matmul_backward_split(
     }
 }
 
-/// `dbias[j] += dout[i, j]` for every row `i` in order (the same per-element chain on
-/// every path; `dispatch!` only widens the vectors).
+/// `dbias[j] = 0 + dout[0, j] + dout[1, j] + ...`, rows in order (the same
+/// per-element chain on every path; `dispatch!` only widens the vectors).
 fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
+    dbias.fill(0.0);
     dispatch!(bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize))
 }
 
@@ -221,8 +209,9 @@ pub fn lm_head_forward_split(
     forward_rows(split, logits, inp, n, c, v, (wte, 1, c), Init::Zero);
 }
 
-/// Backward of [`lm_head_forward`]: overwrites `dinp = dlogits @ wte` (every element
-/// is written) and accumulates `dwte += dlogits^T @ inp`.
+/// Backward of [`lm_head_forward`]: overwrites `dinp = dlogits @ wte` and
+/// `dwte = dlogits^T @ inp` (every element is written; the encoder's backward then
+/// adds the embedding's own gradient to `dwte`).
 ///
 /// Shapes: `dinp [n, c]`, `dwte [v, c]`, `dlogits [n, v]`, `inp [n, c]`, `wte [v, c]`.
 ///
@@ -261,7 +250,7 @@ pub fn lm_head_backward_split(
     debug_assert_eq!(dlogits.len(), n * v);
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
-    // Part i: rows of dinp = dlogits @ wte, and rows of dwte[v, c] += dlogits^T[v, n]
+    // Part i: rows of dinp = dlogits @ wte, and rows of dwte[v, c] = dlogits^T[v, n]
     // @ inp[n, c] (A(i, kk) = dlogits[kk * v + i]).
     let parts = split.parts().max(1);
     assert!(
@@ -290,7 +279,7 @@ pub fn lm_head_backward_split(
             1,
             d,
             c,
-            Init::Accumulate,
+            Init::Zero,
         );
     });
 }

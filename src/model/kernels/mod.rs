@@ -8,12 +8,14 @@
 //! # Conventions
 //! * Shapes are given as `[rows, cols]`, row-major; `b` batch, `t` time, `c` channels,
 //!   `n` rows (`b * t`), `v` vocabulary, `nh` heads.
-//! * Forward functions overwrite their outputs. Backward functions *accumulate*
-//!   (`+=`) into parameter gradients (the caller zeroes them once per micro-batch).
-//!   Input gradients: the matmul, LM head, GELU and attention backwards *overwrite*
-//!   theirs (every element written, old contents ignored: no zeroing pass); layernorm,
-//!   residual and encoder backwards accumulate into theirs (the residual stream's
-//!   gradient sums two paths).
+//! * Forward functions overwrite their outputs. The matmul and LM-head backwards
+//!   *overwrite* their parameter gradients (weights and biases: every element
+//!   written, old contents ignored, so the large matrices need no zeroing pass); the
+//!   layernorm and encoder backwards *accumulate* (`+=`) into theirs (small vectors,
+//!   `wpe`, and `wte`, which the LM head wrote first), which the caller zeroes.
+//!   Input gradients: the matmul, LM head, GELU and attention backwards overwrite
+//!   theirs; layernorm, residual and encoder backwards accumulate into theirs (the
+//!   residual stream's gradient sums two paths).
 //! * Wrong slice lengths are caught by `debug_assert!`; in release a wrong length
 //!   either panics (bounds check) or processes fewer elements (iterators stop at the
 //!   shortest slice), never undefined behaviour (every `unsafe` access is guarded by an
