@@ -50,3 +50,4 @@ gen gemm-packed-wrong-tile src/model/kernels/gemm.rs 's/bp\.ptr\.add\(tile \* bp
 gen grads-wpe-not-zeroed src/model/gpt2.rs 's/for range in \[&r\.wpe, &r\.ln_f_w, &r\.ln_f_b\]/for range in [&r.ln_f_w, &r.ln_f_b]/'
 gen matmul-dweight-accumulates src/model/kernels/matmul.rs 's/gemm\(r\.len\(\), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Zero\)/gemm(r.len(), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Accumulate)/'
 gen norm-lanes-paired-wrong src/train/norm.rs 's/acc\[l\] \+= acc\[l \+ width\];/acc[l] += acc[2 * width - 1 - l];/'
+gen gemm-transposed-pack-first-k-block src/model/kernels/gemm.rs 's/p\.b\.add\(k0 \+ j \* p\.b_cs\)/p.b.add(j * p.b_cs)/'

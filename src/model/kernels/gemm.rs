@@ -34,6 +34,7 @@
 //! caller (a `B` read down its columns is transposed while it is packed); `C` is
 //! row-major with unit column stride and leading dimension `ldc`.
 
+use super::transpose::transpose;
 use core::ops::Range;
 
 /// How each output element's FMA chain starts.
@@ -64,6 +65,8 @@ const PACK_B_MIN_ROWS: usize = 48;
 thread_local! {
     /// Per-thread buffer for the packed block of `B` (grown once to `KC x NC`).
     static B_PACK: core::cell::Cell<Vec<f32>> = const { core::cell::Cell::new(Vec::new()) };
+    /// Per-thread buffer for one packed row tile of `A` (grown once to `KC x MAX_MR`).
+    static A_PACK: core::cell::Cell<Vec<f32>> = const { core::cell::Cell::new(Vec::new()) };
 }
 
 /// The largest row-tile height of any path (the remainder dispatch covers `1..MAX_MR`).
@@ -289,15 +292,20 @@ enum Start {
 unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem) {
     debug_assert!(MR <= MAX_MR);
     let full = 8 * NV;
-    // Packed copy of one `R x kb` tile of `A` (see `row_block`), 8 KiB on the stack,
-    // only when `A` is read down its columns and at least four column tiles reuse it.
-    let mut pack_storage;
-    let pack: &mut [f32] = if p.a_cs != 1 && p.n.min(NC) >= 4 * full {
-        pack_storage = [0.0f32; KC * MAX_MR];
-        &mut pack_storage
+    // Packed copy of one `R x kb` tile of `A` (see `row_block`), only when `A` is read
+    // down its columns and at least four column tiles reuse it. Like `b_pack`, taken
+    // out of its thread-local for the call (an 8 KiB stack array was zeroed per call
+    // and made every call probe a 10 KiB stack frame).
+    let mut a_pack = if p.a_cs != 1 && p.n.min(NC) >= 4 * full {
+        let mut buf = A_PACK.take();
+        if buf.len() < KC * MAX_MR {
+            buf.resize(KC * MAX_MR, 0.0);
+        }
+        buf
     } else {
-        &mut []
+        Vec::new()
     };
+    let pack = &mut a_pack[..];
     // Packed `kb x nc` block of `B` (full tiles only), taken out of the thread-local
     // for the call and put back after, so nothing is borrowed across the call. A `B`
     // read down its columns is always packed: the register tiles need unit stride.
@@ -365,6 +373,9 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
     if pack_b {
         B_PACK.set(b_pack);
     }
+    if !a_pack.is_empty() {
+        A_PACK.set(a_pack);
+    }
 }
 
 /// Copies the full `width`-column tiles of `B[k0..k0 + kb, cols]` into `buf`, tile
@@ -396,8 +407,18 @@ unsafe fn pack_b_block(
                     unsafe { core::slice::from_raw_parts(p.b.add((k0 + kk) * p.b_rs + j), width) };
                 row.copy_from_slice(src);
             }
+        } else if p.b_rs == 1 {
+            // `B` is a transposed row-major matrix: its `width` columns are contiguous
+            // rows of floats `b_cs` apart; transpose them in 8 x 8 register blocks.
+            // SAFETY: column j + jj (jj < width, j + width <= n) has its rows
+            // k0..k0 + kb (<= k) inside `B` (Problem invariant), so the block from
+            // (k0, j) spans (width - 1) * b_cs + kb floats of it.
+            let src = unsafe {
+                core::slice::from_raw_parts(p.b.add(k0 + j * p.b_cs), (width - 1) * p.b_cs + kb)
+            };
+            transpose(dst, src, width, kb, p.b_cs);
         } else {
-            // Down each column (contiguous when `B` is a transposed row-major matrix).
+            // Down each column.
             for jj in 0..width {
                 // SAFETY: (k0, j + jj) lies inside `B` (Problem invariant).
                 let col = unsafe { p.b.add(k0 * p.b_rs + (j + jj) * p.b_cs) };
