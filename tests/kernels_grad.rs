@@ -21,7 +21,7 @@
 //! `ATOL = 1e-4`, `RTOL = 1e-3`: five times the expected error, and still far below the
 //! O(0.1..1) error of any dropped term, wrong sign or wrong factor.
 
-use cllm::model::kernels::gemm::{gemm_on, Init, Path};
+use cllm::model::kernels::gemm::{gemm_on, gemm_then_add_on, Init, Path};
 use cllm::model::kernels::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
@@ -509,6 +509,26 @@ proptest! {
         prop_assert_eq!(bits(&dx_whole), bits(&dx_parts), "matmul_backward dinp");
     }
 
+    /// The projection with its residual add fused into the store gives exactly the
+    /// bits of the projection followed by `residual_forward`, for any split of the
+    /// rows (as intra-batch parallelism splits them).
+    #[test]
+    fn matmul_with_fused_residual_is_matmul_then_residual(n in 1usize..40, ic in 1usize..300, oc in 1usize..80, parts in 1usize..5, with_bias: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let x = rng.vec(n * ic, -1.0, 1.0);
+        let w = rng.vec(ic * oc, -1.0, 1.0);
+        let bias = rng.vec(oc, -1.0, 1.0);
+        let bias = if with_bias { Some(&bias[..]) } else { None };
+        let res = rng.vec(n * oc, -4.0, 4.0);
+        let mut proj = vec![f32::NAN; n * oc];
+        matmul_forward(&mut proj, &x, &w, bias, n, ic, oc);
+        let mut want = vec![f32::NAN; n * oc];
+        residual_forward(&mut want, &res, &proj);
+        let mut got = vec![f32::NAN; n * oc];
+        matmul_forward_residual_split(&Parts(parts), &mut got, &res, &x, &w, bias, n, ic, oc);
+        prop_assert_eq!(bits(&got), bits(&want));
+    }
+
     /// Every gemm path this CPU supports gives the same bits (the portable one always
     /// runs), for each way a chain can start.
     #[test]
@@ -537,15 +557,17 @@ proptest! {
     /// three layouts, column blocks past 256, `k` blocks past 256, packed strided `A`,
     /// edge tiles) give, on every
     /// path, exactly the chain the module doc states:
-    /// `acc = start; for kk in 0..k { acc = fma(A[i, kk], B[kk, j], acc) }`.
+    /// `acc = start; for kk in 0..k { acc = fma(A[i, kk], B[kk, j], acc) }`, and
+    /// `gemm_then_add` stores `add[i, j] + acc` instead.
     #[test]
-    fn gemm_is_the_documented_chain(m in 1usize..100, n in 1usize..600, k in 0usize..600, strided: bool, b_layout in 0usize..3, init_kind in 0usize..3, seed: u64) {
+    fn gemm_is_the_documented_chain(m in 1usize..100, n in 1usize..600, k in 0usize..600, strided: bool, b_layout in 0usize..3, init_kind in 0usize..3, then_add: bool, seed: u64) {
         let mut rng = Rng(seed);
         let a = rng.vec(m * k.max(1), -1.0, 1.0);
         // Room for the widest layout below (every other float).
         let b = rng.vec(2 * k.max(1) * n, -1.0, 1.0);
         let bias = rng.vec(n, -1.0, 1.0);
         let c0 = rng.vec(m * n, -1.0, 1.0);
+        let add = rng.vec(m * n, -4.0, 4.0);
         // A[i, kk] at i * a_rs + kk * a_cs: row-major, or read down columns (as `inp^T`).
         let (a_rs, a_cs) = if strided { (1, m) } else { (k, 1) };
         // B[kk, j] at kk * b_rs + j * b_cs: row-major, a transposed `[n, k]` matrix, or
@@ -563,14 +585,30 @@ proptest! {
                 for kk in 0..k {
                     acc = a[i * a_rs + kk * a_cs].mul_add(b[kk * b_rs + j * b_cs], acc);
                 }
-                expected[i * n + j] = acc;
+                expected[i * n + j] = if then_add { add[i * n + j] + acc } else { acc };
             }
         }
         for path in Path::ALL.into_iter().filter(|p| p.supported()) {
             let mut c = c0.clone();
-            gemm_on(path, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init);
+            if then_add {
+                gemm_then_add_on(path, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init, &add);
+            } else {
+                gemm_on(path, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init);
+            }
             prop_assert_eq!(bits(&c), bits(&expected), "{:?}, {:?}", path, init);
         }
+    }
+}
+
+/// A row split into `self.0` parts, run one after another on this thread.
+struct Parts(usize);
+
+impl RowSplit for Parts {
+    fn parts(&self) -> usize {
+        self.0
+    }
+    fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        (0..self.0).for_each(f)
     }
 }
 
@@ -725,4 +763,26 @@ fn gemm_rejects_shapes_that_do_not_fit() {
             "m={m} n={n} k={k} a_rs={a_rs} did not panic"
         );
     }
+    // The matrix added to C must cover C's shape (3 x 3 with ldc 3: 9 floats).
+    let short = vec![1.0f32; 8];
+    let result = std::panic::catch_unwind(|| {
+        let mut c = vec![0.0f32; 9];
+        gemm_then_add_on(
+            Path::detect(),
+            3,
+            3,
+            4,
+            &a,
+            4,
+            1,
+            &b,
+            3,
+            1,
+            &mut c,
+            3,
+            Init::Zero,
+            &short,
+        );
+    });
+    assert!(result.is_err(), "a short added matrix did not panic");
 }

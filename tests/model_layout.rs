@@ -215,15 +215,15 @@ fn context_validates_its_shape_and_reports_its_memory() {
     );
 
     // Shape S at batch 16, seq 64: per position, each block holds 16C + 4 + NH*T
-    // floats and the rest 17C + 3 + V + NH*T (see the context's module doc).
+    // floats and the rest 16C + 3 + V + NH*T (see the context's module doc).
     let ctx = TrainingContext::new(&c, 16, 64).unwrap();
     assert_eq!((ctx.batch(), ctx.seq()), (16, 64));
     assert_eq!(ctx.config(), &c);
     assert_eq!(ctx.layout().len(), c.n_params());
     let (e, nh, t, v, l) = (128, 4, 64, 256, 2);
-    let per_position = l * (16 * e + 4 + nh * t) + 17 * e + 3 + v + nh * t;
+    let per_position = l * (16 * e + 4 + nh * t) + 16 * e + 3 + v + nh * t;
     assert_eq!(ctx.bytes(), 16 * 64 * per_position * 4);
-    assert_eq!(ctx.bytes(), 29_929_472); // 28.5 MiB
+    assert_eq!(ctx.bytes(), 29_405_184); // 28.0 MiB
 }
 
 /// A small model with non-trivial parameters and one micro-batch for it.

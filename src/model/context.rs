@@ -9,9 +9,9 @@
 //!   output before c_proj), `att [batch,NH,seq,seq]` (softmax probabilities),
 //!   `residual2 [N,C]`, `ln2 [N,C]` (+ mean, rstd), `fch [N,4C]`, `gelu_s [N,4C]` (the
 //!   GELU's sigmoid factor: `gelu(fch) = fch * gelu_s`, so the backward needs no
-//!   exponential), `residual3 [N,C]` (the block's output).
-//! * `proj [N,C]`: scratch for the output of either c_proj before its residual add
-//!   (the backward pass never needs it).
+//!   exponential), `residual3 [N,C]` (the block's output). Each c_proj writes its
+//!   residual sum (`residual2`, `residual3`) directly: the add is fused into the
+//!   matmul's store, so the projection itself is never stored.
 //! * `lnf [N,C]` (+ mean, rstd), `logits [N,V]` (overwritten in place by d loss /
 //!   d logits), `losses [N]`.
 //! * Gradient scratch, reused by every block: `dres [N,C]` (d loss / d the residual
@@ -55,7 +55,6 @@ pub struct TrainingContext {
     pub(crate) seq: usize,
     pub(crate) encoded: Vec<f32>,
     pub(crate) blocks: Vec<BlockActs>,
-    pub(crate) proj: Vec<f32>,
     pub(crate) lnf: Vec<f32>,
     pub(crate) lnf_mean: Vec<f32>,
     pub(crate) lnf_rstd: Vec<f32>,
@@ -127,7 +126,6 @@ impl TrainingContext {
             seq,
             encoded: alloc(s.nc, bytes)?,
             blocks,
-            proj: alloc(s.nc, bytes)?,
             lnf: alloc(s.nc, bytes)?,
             lnf_mean: alloc(s.n, bytes)?,
             lnf_rstd: alloc(s.n, bytes)?,
@@ -206,9 +204,9 @@ impl Sizes {
             self.att,
             self.nc4.checked_mul(2)?,
         ])?;
-        // encoded, proj, lnf, dres, dln, datty (6 x nc), lnf stats + losses (3 x n).
+        // encoded, lnf, dres, dln, datty (5 x nc), lnf stats + losses (3 x n).
         let global = add(&[
-            self.nc.checked_mul(6)?,
+            self.nc.checked_mul(5)?,
             self.n.checked_mul(3)?,
             self.nv,
             self.nc3,
@@ -248,7 +246,6 @@ mod tests {
         let ctx = TrainingContext::new(&cfg, 2, 7).unwrap();
         let mut floats = [
             &ctx.encoded,
-            &ctx.proj,
             &ctx.lnf,
             &ctx.lnf_mean,
             &ctx.lnf_rstd,

@@ -26,8 +26,8 @@ use super::kernels::{
     attention_backward, attention_forward, crossentropy_forward, crossentropy_forward_backward,
     encoder_backward, encoder_forward, gelu_backward, gelu_forward, gelu_recompute,
     layernorm_backward, layernorm_forward, lm_head_backward_split, lm_head_forward,
-    lm_head_forward_split, matmul_backward_split, matmul_forward_split, residual_forward, RowSplit,
-    Serial,
+    lm_head_forward_split, matmul_backward_split, matmul_forward_residual_split,
+    matmul_forward_split, RowSplit, Serial,
 };
 use core::ops::Range;
 
@@ -205,7 +205,6 @@ fn forward(
     let p = |range: &Range<usize>| &params[range.clone()];
     let encoded = &mut ctx.encoded[..nc];
     encoder_forward(encoded, tokens, p(&r.wte), p(&r.wpe), b, t, c);
-    let proj = &mut ctx.proj[..nc];
     for (l, w) in r.blocks.iter().enumerate() {
         let (done, rest) = ctx.blocks.split_at_mut(l);
         let a = &mut rest[0];
@@ -238,9 +237,12 @@ fn forward(
         );
         let (atty, att) = (&mut a.atty[..nc], &mut a.att[..att_len]);
         attention_forward(atty, att, qkv, b, t, c, nh);
-        matmul_forward_split(
+        // residual2 = residual + c_proj(atty), the add fused into the matmul's store.
+        let residual2 = &mut a.residual2[..nc];
+        matmul_forward_residual_split(
             split,
-            proj,
+            residual2,
+            residual,
             atty,
             p(&w.attn_proj_w),
             Some(p(&w.attn_proj_b)),
@@ -248,8 +250,6 @@ fn forward(
             c,
             c,
         );
-        let residual2 = &mut a.residual2[..nc];
-        residual_forward(residual2, residual, proj);
         let (ln2, ln2_mean, ln2_rstd) =
             (&mut a.ln2[..nc], &mut a.ln2_mean[..n], &mut a.ln2_rstd[..n]);
         layernorm_forward(
@@ -277,9 +277,10 @@ fn forward(
         // the block keeps `fch` and the sigmoid factor.
         let fch_gelu = &mut ctx.dfch[..4 * nc];
         gelu_forward(fch_gelu, &mut a.gelu_s[..4 * nc], fch);
-        matmul_forward_split(
+        matmul_forward_residual_split(
             split,
-            proj,
+            &mut a.residual3[..nc],
+            residual2,
             fch_gelu,
             p(&w.mlp_proj_w),
             Some(p(&w.mlp_proj_b)),
@@ -287,7 +288,6 @@ fn forward(
             4 * c,
             c,
         );
-        residual_forward(&mut a.residual3[..nc], residual2, proj);
     }
     let last: &[f32] = match ctx.blocks.last() {
         None => &ctx.encoded[..nc],

@@ -4,7 +4,7 @@
 //!
 //! The squared norm is a sum over fixed blocks of [`NORM_BLOCK`] floats (aligned to
 //! index 0). Within a block, each element is scaled in f32 and squared in f64;
-//! lane `l` of [`LANES`] sums the squares of elements `l, l + 16, ...` left to right,
+//! lane `l` of 16 sums the squares of elements `l, l + 16, ...` left to right,
 //! the lanes are added pairwise in a fixed tree (`lane l + lane l + 8`, then `+ 4`,
 //! `+ 2`, `+ 1`), and a short final block's tail (`len % 16` elements) is added left to
 //! right. The block sums are added in block order. A thread that owns whole blocks can

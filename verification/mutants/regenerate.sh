@@ -51,3 +51,4 @@ gen grads-wpe-not-zeroed src/model/gpt2.rs 's/for range in \[&r\.wpe, &r\.ln_f_w
 gen matmul-dweight-accumulates src/model/kernels/matmul.rs 's/gemm\(r\.len\(\), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Zero\)/gemm(r.len(), oc, n, a, 1, ic, dout, oc, 1, d, oc, Init::Accumulate)/'
 gen norm-lanes-paired-wrong src/train/norm.rs 's/acc\[l\] \+= acc\[l \+ width\];/acc[l] += acc[2 * width - 1 - l];/'
 gen gemm-transposed-pack-first-k-block src/model/kernels/gemm.rs 's/p\.b\.add\(k0 \+ j \* p\.b_cs\)/p.b.add(j * p.b_cs)/'
+gen gemm-add-every-k-block src/model/kernels/gemm.rs 's/Some\(add\) if k0 \+ kb == p\.k => End::AddStore\(add\)/Some(add) => End::AddStore(add)/'

@@ -7,7 +7,8 @@
 //! # The order (why results are bitwise reproducible)
 //! Every output element is one fused-multiply-add chain over `k` in increasing order:
 //! `acc = start; for kk in 0..k { acc = fma(A[i, kk], B[kk, j], acc) }; C[i, j] = acc`,
-//! where `start` is `0`, `bias[j]` or the old `C[i, j]` ([`Init`]). Register tiling,
+//! where `start` is `0`, `bias[j]` or the old `C[i, j]` ([`Init`]); [`gemm_then_add`]
+//! stores `add[i, j] + acc` instead (one more rounded addition). Register tiling,
 //! cache blocking over `k` (the accumulator is stored to `C` and reloaded, which is
 //! exact) and the choice of instruction set only decide *when* each step of a chain
 //! runs, never which operations it performs. Hence:
@@ -135,6 +136,110 @@ pub fn gemm_on(
     ldc: usize,
     init: Init<'_>,
 ) {
+    run(
+        path, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, init, None,
+    )
+}
+
+/// [`gemm`], then `C[i, j] = add[i, j] + C[i, j]` as each finished element is stored
+/// (`add` has `C`'s layout: `add[i * ldc + j]`). Bitwise the same as the `gemm` call
+/// followed by a separate elementwise add (one rounded addition either way; IEEE
+/// addition is commutative), without the extra pass over memory: the residual
+/// connection after a projection.
+///
+/// # Panics
+/// As [`gemm`], or if `add` is too short for `C`'s shape.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_then_add(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    c: &mut [f32],
+    ldc: usize,
+    init: Init<'_>,
+    add: &[f32],
+) {
+    gemm_then_add_on(
+        Path::detect(),
+        m,
+        n,
+        k,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        b_rs,
+        b_cs,
+        c,
+        ldc,
+        init,
+        add,
+    )
+}
+
+/// [`gemm_then_add`] on a chosen [`Path`] (as [`gemm_on`]).
+///
+/// # Panics
+/// As [`gemm_then_add`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_then_add_on(
+    path: Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    c: &mut [f32],
+    ldc: usize,
+    init: Init<'_>,
+    add: &[f32],
+) {
+    run(
+        path,
+        m,
+        n,
+        k,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        b_rs,
+        b_cs,
+        c,
+        ldc,
+        init,
+        Some(add),
+    )
+}
+
+/// The checks and the dispatch behind every entry point.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    path: Path,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    c: &mut [f32],
+    ldc: usize,
+    init: Init<'_>,
+    add: Option<&[f32]>,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -143,12 +248,23 @@ pub fn gemm_on(
     if let Init::Bias(bias) = init {
         assert!(bias.len() >= n, "gemm: bias too short");
     }
+    if let Some(add) = add {
+        assert!(
+            fits(add.len(), m, ldc, n, 1),
+            "gemm: the added matrix is too short"
+        );
+    }
     if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
+        for (i, row) in c.chunks_mut(ldc).take(m).enumerate() {
             match init {
                 Init::Zero => row[..n].fill(0.0),
                 Init::Bias(bias) => row[..n].copy_from_slice(&bias[..n]),
                 Init::Accumulate => {}
+            }
+            if let Some(add) = add {
+                for (x, &y) in row[..n].iter_mut().zip(&add[i * ldc..]) {
+                    *x += y; // = y + x: IEEE addition is commutative
+                }
             }
         }
         return;
@@ -172,6 +288,7 @@ pub fn gemm_on(
             _ => None,
         },
         accumulate: matches!(init, Init::Accumulate),
+        add: add.map(<[f32]>::as_ptr),
     };
     let path = if path.supported() {
         path
@@ -235,7 +352,8 @@ impl Path {
 }
 
 /// A validated problem: for `i < m`, `kk < k`, `j < n`, the addresses
-/// `a + i*a_rs + kk*a_cs`, `b + kk*b_rs + j*b_cs`, `c + i*ldc + j` and `bias + j` lie inside
+/// `a + i*a_rs + kk*a_cs`, `b + kk*b_rs + j*b_cs`, `c + i*ldc + j` (and `add + i*ldc + j`)
+/// and `bias + j` lie inside
 /// the slices they came from ([`gemm`] asserts this before building one), and `c` is
 /// the only live reference to its memory for the duration of the call.
 struct Problem {
@@ -252,6 +370,18 @@ struct Problem {
     ldc: usize,
     bias: Option<*const f32>,
     accumulate: bool,
+    /// Added to each element as it is finally stored (C's layout; see [`gemm_then_add`]).
+    add: Option<*const f32>,
+}
+
+/// What a tile does with its finished accumulators.
+#[derive(Clone, Copy)]
+enum End {
+    /// Store them (more `k` blocks follow, or nothing is added).
+    Store,
+    /// Store `add[r, j] + acc` (the last `k` block of [`gemm_then_add`]); the pointer is
+    /// the tile's first element of `add`, with C's leading dimension.
+    AddStore(*const f32),
 }
 
 /// Instruction-set variant of the register tile, as a const generic parameter.
@@ -330,6 +460,10 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
                 None => Start::Zero,
             }
         };
+        let end = match p.add {
+            Some(add) if k0 + kb == p.k => End::AddStore(add),
+            _ => End::Store,
+        };
         let mut j0 = 0;
         while j0 < p.n {
             let cols = j0..NC.min(p.n - j0) + j0;
@@ -345,7 +479,7 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
                 // SAFETY: rows i..i+MR <= m, k block k0..k0+kb <= k and columns `cols`
                 // <= n are in bounds.
                 unsafe {
-                    row_block::<MR, NV, ISA>(p, pack, i..i + MR, k0, kb, &cols, packed, start)
+                    row_block::<MR, NV, ISA>(p, pack, i..i + MR, k0, kb, &cols, packed, start, end)
                 };
                 i += MR;
             }
@@ -356,13 +490,13 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
             unsafe {
                 match rest {
                     0 => {}
-                    1 => row_block::<1, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
-                    2 => row_block::<2, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
-                    3 => row_block::<3, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
-                    4 => row_block::<4, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
-                    5 => row_block::<5, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
-                    6 => row_block::<6, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
-                    7 => row_block::<7, NV, ISA>(p, pack, r, k0, kb, c, packed, start),
+                    1 => row_block::<1, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
+                    2 => row_block::<2, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
+                    3 => row_block::<3, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
+                    4 => row_block::<4, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
+                    5 => row_block::<5, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
+                    6 => row_block::<6, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
+                    7 => row_block::<7, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
                     _ => unreachable!("MR <= MAX_MR = {MAX_MR}"),
                 }
             }
@@ -463,6 +597,7 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
     cols: &Range<usize>,
     packed: Option<BPacked>,
     start: Start,
+    end: End,
 ) {
     debug_assert_eq!(rows.len(), R);
     // SAFETY: (rows.start, k0) is in bounds (rows.start < m, k0 < k); the tile
@@ -521,15 +656,19 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
                 Start::Bias(bias) => Start::Bias(bias.add(j)),
                 s => s,
             };
+            let end = match end {
+                End::AddStore(add) => End::AddStore(add.add(rows.start * p.ldc + j)),
+                e => e,
+            };
             if nr < full {
-                tile_edge::<R>(nr, kb, ap, b, b_rs, b_cs, c, p.ldc, start);
+                tile_edge::<R>(nr, kb, ap, b, b_rs, b_cs, c, p.ldc, start, end);
             } else {
                 // Full tiles have unit column stride: packed, or `B` itself has it.
                 debug_assert_eq!(b_cs, 1);
                 match ISA {
                     #[cfg(target_arch = "x86_64")]
-                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, b_rs, c, p.ldc, start),
-                    _ => tile_edge::<R>(nr, kb, ap, b, b_rs, 1, c, p.ldc, start),
+                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, b_rs, c, p.ldc, start, end),
+                    _ => tile_edge::<R>(nr, kb, ap, b, b_rs, 1, c, p.ldc, start, end),
                 }
             }
         }
@@ -553,8 +692,8 @@ const EDGE_MAX: usize = 32;
 ///
 /// # Safety
 /// For `r < R`, `kk < kb`, `j < nr`: `a.ptr + r*a.rs + kk*a.cs`, `b + kk*b_rs + j*b_cs`,
-/// `c + r*ldc + j` (and `bias + j` for [`Start::Bias`]) are valid, and `c` is not
-/// aliased.
+/// `c + r*ldc + j` (and `bias + j` for [`Start::Bias`], `add + r*ldc + j` for
+/// [`End::AddStore`]) are valid, and `c` is not aliased.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_edge<const R: usize>(
@@ -567,6 +706,7 @@ unsafe fn tile_edge<const R: usize>(
     c: *mut f32,
     ldc: usize,
     start: Start,
+    end: End,
 ) {
     debug_assert!(nr <= EDGE_MAX);
     let mut acc = [[0.0f32; EDGE_MAX]; R];
@@ -594,7 +734,10 @@ unsafe fn tile_edge<const R: usize>(
         }
         for (r, row) in acc.iter().enumerate() {
             for (j, &x) in row.iter().enumerate().take(nr) {
-                *c.add(r * ldc + j) = x;
+                *c.add(r * ldc + j) = match end {
+                    End::Store => x,
+                    End::AddStore(add) => *add.add(r * ldc + j) + x,
+                };
             }
         }
     }
@@ -604,13 +747,14 @@ unsafe fn tile_edge<const R: usize>(
 /// registers).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{APanel, Start};
+    use super::{APanel, End, Start};
     use std::arch::x86_64::*;
 
     /// `R x (8 NV)` tile in 256-bit registers (`NV` registers per row); same contract
     /// as [`super::tile_edge`] with `nr = 8 NV`, plus: the CPU supports AVX2 and FMA
     /// (only inlined into `gemm_avx2`).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile_avx2<const R: usize, const NV: usize>(
         kb: usize,
         a: APanel,
@@ -619,6 +763,7 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         start: Start,
+        end: End,
     ) {
         // SAFETY (whole body): every offset stays within the tile's contract, and the
         // CPU supports AVX2 and FMA (contract).
@@ -659,6 +804,12 @@ mod x86 {
             }
             for (r, row) in acc.iter().enumerate() {
                 for (q, &x) in row.iter().enumerate() {
+                    let x = match end {
+                        End::Store => x,
+                        End::AddStore(add) => {
+                            _mm256_add_ps(_mm256_loadu_ps(add.add(r * ldc + 8 * q)), x)
+                        }
+                    };
                     _mm256_storeu_ps(c.add(r * ldc + 8 * q), x);
                 }
             }

@@ -10,7 +10,7 @@
 //! `n` rows over calls gives the same bits. The weight gradients sum over all `n` rows
 //! in row order; a caller that splits rows gets per-part partial sums instead.
 
-use super::gemm::{gemm, Init};
+use super::gemm::{gemm, gemm_then_add, Init};
 use super::split::{rows, RowSplit, Serial, SharedMut};
 
 /// `out[n, oc] = inp[n, ic] @ weight[ic, oc] + bias[oc]` (bias omitted when `None`);
@@ -47,19 +47,64 @@ pub fn matmul_forward_split(
     debug_assert_eq!(out.len(), n * oc);
     debug_assert_eq!(inp.len(), n * ic);
     debug_assert_eq!(weight.len(), ic * oc);
-    let init = match bias {
+    let init = bias_init(bias, oc);
+    forward_rows(split, out, inp, n, ic, oc, (weight, oc, 1), init, None);
+}
+
+/// `out = residual + (inp @ weight + bias)`: [`matmul_forward_split`] followed by the
+/// residual connection, fused into the matmul's final store (bitwise the same as
+/// `matmul_forward` then `residual_forward(out, residual, out)`; one pass over memory
+/// fewer).
+///
+/// Shapes: as [`matmul_forward`], and `residual [n, oc]`.
+///
+/// # Panics
+/// If a slice is shorter than its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_forward_residual_split(
+    split: &dyn RowSplit,
+    out: &mut [f32],
+    residual: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    ic: usize,
+    oc: usize,
+) {
+    debug_assert_eq!(out.len(), n * oc);
+    debug_assert_eq!(residual.len(), n * oc);
+    debug_assert_eq!(inp.len(), n * ic);
+    debug_assert_eq!(weight.len(), ic * oc);
+    assert!(residual.len() >= n * oc, "matmul: residual too short");
+    let init = bias_init(bias, oc);
+    forward_rows(
+        split,
+        out,
+        inp,
+        n,
+        ic,
+        oc,
+        (weight, oc, 1),
+        init,
+        Some(residual),
+    );
+}
+
+/// Where the forward's chains start: the bias, or zero.
+fn bias_init(bias: Option<&[f32]>, oc: usize) -> Init<'_> {
+    match bias {
         Some(bias) => {
             debug_assert_eq!(bias.len(), oc);
             Init::Bias(bias)
         }
         None => Init::Zero,
-    };
-    forward_rows(split, out, inp, n, ic, oc, (weight, oc, 1), init);
+    }
 }
 
-/// `out[n, oc] = inp[n, ic] @ B` from `init` (see [`Init`]), its `n` rows split over
-/// `split`'s parts; `B[kk, j] = b.0[kk * b.1 + j * b.2]` (the weight, or a transposed
-/// `wte` for the LM head).
+/// `out[n, oc] = inp[n, ic] @ B` from `init` (see [`Init`]), plus `add[n, oc]` when
+/// given, its `n` rows split over `split`'s parts; `B[kk, j] = b.0[kk * b.1 + j * b.2]`
+/// (the weight, or a transposed `wte` for the LM head).
 ///
 /// # Panics
 /// If `out` or `inp` is shorter than its shape (or `B` than its strides, in `gemm`).
@@ -73,6 +118,7 @@ fn forward_rows(
     oc: usize,
     b: (&[f32], usize, usize),
     init: Init<'_>,
+    add: Option<&[f32]>,
 ) {
     let parts = split.parts().max(1);
     assert!(
@@ -85,7 +131,13 @@ fn forward_rows(
         // SAFETY: parts own disjoint row ranges of `out` (checked long enough above).
         let o = unsafe { out.rows(&r, oc) };
         let a = &inp[r.start * ic..r.end * ic];
-        gemm(r.len(), oc, ic, a, ic, 1, b.0, b.1, b.2, o, oc, init);
+        match add {
+            None => gemm(r.len(), oc, ic, a, ic, 1, b.0, b.1, b.2, o, oc, init),
+            Some(add) => {
+                let add = &add[r.start * oc..r.end * oc];
+                gemm_then_add(r.len(), oc, ic, a, ic, 1, b.0, b.1, b.2, o, oc, init, add)
+            }
+        }
     });
 }
 
@@ -206,7 +258,7 @@ pub fn lm_head_forward_split(
     debug_assert_eq!(inp.len(), n * c);
     debug_assert!(wte.len() >= v * c);
     // B = wte^T: B[kk, j] = wte[j * c + kk].
-    forward_rows(split, logits, inp, n, c, v, (wte, 1, c), Init::Zero);
+    forward_rows(split, logits, inp, n, c, v, (wte, 1, c), Init::Zero, None);
 }
 
 /// Backward of [`lm_head_forward`]: overwrites `dinp = dlogits @ wte` and

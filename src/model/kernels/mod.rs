@@ -81,7 +81,8 @@ pub use gelu::{gelu_backward, gelu_forward, gelu_recompute};
 pub use layernorm::{layernorm_backward, layernorm_forward};
 pub use matmul::{
     lm_head_backward, lm_head_backward_split, lm_head_forward, lm_head_forward_split,
-    matmul_backward, matmul_backward_split, matmul_forward, matmul_forward_split,
+    matmul_backward, matmul_backward_split, matmul_forward, matmul_forward_residual_split,
+    matmul_forward_split,
 };
 pub use residual::{residual_backward, residual_forward};
 pub use split::{RowSplit, Serial};
