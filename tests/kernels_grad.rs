@@ -509,6 +509,52 @@ proptest! {
         prop_assert_eq!(bits(&dx_whole), bits(&dx_parts), "matmul_backward dinp");
     }
 
+    /// `sum_rows`/`dot_rows` give each of their rows exactly the bits `sum`/`dot` give
+    /// it alone (the interleaving only overlaps independent chains).
+    #[test]
+    fn reductions_of_row_groups_are_the_rows_alone(len in 0usize..100, seed: u64) {
+        let mut rng = Rng(seed);
+        let a: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(len, -10.0, 10.0)).collect();
+        let b: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(len, -10.0, 10.0)).collect();
+        let (ar, br): ([&[f32]; 4], [&[f32]; 4]) = (std::array::from_fn(|r| &a[r][..]), std::array::from_fn(|r| &b[r][..]));
+        let (sums, dots) = (sum_rows(ar), dot_rows(ar, br));
+        for r in 0..4 {
+            prop_assert_eq!(sums[r].to_bits(), sum(&a[r]).to_bits(), "sum row {}", r);
+            prop_assert_eq!(dots[r].to_bits(), dot(&a[r], &b[r]).to_bits(), "dot row {}", r);
+        }
+    }
+
+    /// Layer norm over `n` rows at once (in interleaved groups of rows) gives every row
+    /// exactly the bits it gets alone, forward and backward; the parameter gradients
+    /// equal those accumulated by one call per row, in row order.
+    #[test]
+    fn layernorm_rows_are_independent(n in 1usize..20, c in 1usize..150, seed: u64) {
+        let mut rng = Rng(seed);
+        let x = rng.vec(n * c, -3.0, 3.0);
+        let w = rng.vec(c, 0.5, 1.5);
+        let bias = rng.vec(c, -1.0, 1.0);
+        let g = rng.vec(n * c, -1.0, 1.0);
+        let (mut out, mut mean, mut rstd) = (vec![f32::NAN; n * c], vec![f32::NAN; n], vec![f32::NAN; n]);
+        layernorm_forward(&mut out, &mut mean, &mut rstd, &x, &w, &bias, n, c);
+        let dx0 = rng.vec(n * c, -1.0, 1.0);
+        let (dw0, db0) = (rng.vec(c, -1.0, 1.0), rng.vec(c, -1.0, 1.0));
+        let (mut dx, mut dw, mut db) = (dx0.clone(), dw0.clone(), db0.clone());
+        layernorm_backward(&mut dx, &mut dw, &mut db, &g, &x, &w, &mean, &rstd, n, c);
+        let (mut dw1, mut db1) = (dw0, db0);
+        for i in 0..n {
+            let row = i * c..(i + 1) * c;
+            let (mut o, mut m, mut r) = (vec![f32::NAN; c], [f32::NAN], [f32::NAN]);
+            layernorm_forward(&mut o, &mut m, &mut r, &x[row.clone()], &w, &bias, 1, c);
+            prop_assert_eq!(bits(&o), bits(&out[row.clone()]), "out row {}", i);
+            prop_assert_eq!((m[0].to_bits(), r[0].to_bits()), (mean[i].to_bits(), rstd[i].to_bits()));
+            let mut d = dx0[row.clone()].to_vec();
+            layernorm_backward(&mut d, &mut dw1, &mut db1, &g[row.clone()], &x[row.clone()], &w, &m, &r, 1, c);
+            prop_assert_eq!(bits(&d), bits(&dx[row]), "dinp row {}", i);
+        }
+        prop_assert_eq!(bits(&dw1), bits(&dw), "dweight");
+        prop_assert_eq!(bits(&db1), bits(&db), "dbias");
+    }
+
     /// The projection with its residual add fused into the store gives exactly the
     /// bits of the projection followed by `residual_forward`, for any split of the
     /// rows (as intra-batch parallelism splits them).

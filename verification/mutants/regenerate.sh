@@ -52,3 +52,5 @@ gen matmul-dweight-accumulates src/model/kernels/matmul.rs 's/gemm\(r\.len\(\), 
 gen norm-lanes-paired-wrong src/train/norm.rs 's/acc\[l\] \+= acc\[l \+ width\];/acc[l] += acc[2 * width - 1 - l];/'
 gen gemm-transposed-pack-first-k-block src/model/kernels/gemm.rs 's/p\.b\.add\(k0 \+ j \* p\.b_cs\)/p.b.add(j * p.b_cs)/'
 gen gemm-add-every-k-block src/model/kernels/gemm.rs 's/Some\(add\) if k0 \+ kb == p\.k => End::AddStore\(add\)/Some(add) => End::AddStore(add)/'
+gen layernorm-group-wrong-rstd src/model/kernels/layernorm.rs 's/let \(dm, dnm, rr\) = \(dnorm_mean\[row\], dnorm_norm_mean\[row\], r\[row\]\);/let (dm, dnm, rr) = (dnorm_mean[row], dnorm_norm_mean[row], r[0]);/'
+gen dot-rows-fused-tail src/model/kernels/mod.rs 's/(for \(&p, &q\) in a\[r\]\[full\.\.\]\.iter\(\)\.zip\(&b\[r\]\[full\.\.\]\) \{\n\s*)s \+= p \* q;/${1}s = p.mul_add(q, s);/'

@@ -24,7 +24,8 @@
 //!   row of a result never depends on which other rows are computed with it).
 //! * Reductions over a row (sums, dot products) use [`sum`]/[`dot`]: eight interleaved
 //!   partial sums combined in a fixed order, so the compiler can vectorise them
-//!   without changing the result.
+//!   without changing the result. [`sum_rows`]/[`dot_rows`] reduce several rows at
+//!   once, each row bitwise as alone (the layer norm uses them to overlap rows).
 //! * Exponentials use [`exp`], a branch-free vectorisable `expf` (a few ulp), so the
 //!   softmaxes and GELU vectorise and do not depend on the platform's libm. The only
 //!   libm call is one `ln` per row for the cross-entropy loss value (no gradient
@@ -130,6 +131,62 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += p * q;
     }
     s
+}
+
+/// [`dot`] of `R` pairs of rows at once, each bitwise as [`dot`] computes it alone:
+/// the `R` independent accumulator chains are interleaved, so a row kernel that
+/// reduces several rows at a time overlaps their add latencies (one row's chain alone
+/// is latency-bound at the widths of the model). `a[r]` and `b[r]` must have equal
+/// lengths, the same for every `r`.
+#[inline(always)]
+pub fn dot_rows<const R: usize>(a: [&[f32]; R], b: [&[f32]; R]) -> [f32; R] {
+    let len = a[0].len();
+    debug_assert!(a.iter().chain(&b).all(|x| x.len() == len));
+    let full = len - len % LANES;
+    let mut acc = [[0.0f32; LANES]; R];
+    let mut i = 0;
+    while i < full {
+        for (r, lanes) in acc.iter_mut().enumerate() {
+            let (x, y) = (&a[r][i..i + LANES], &b[r][i..i + LANES]);
+            for ((s, &p), &q) in lanes.iter_mut().zip(x).zip(y) {
+                *s += p * q;
+            }
+        }
+        i += LANES;
+    }
+    core::array::from_fn(|r| {
+        let mut s = combine(acc[r]);
+        for (&p, &q) in a[r][full..].iter().zip(&b[r][full..]) {
+            s += p * q;
+        }
+        s
+    })
+}
+
+/// [`sum`] of `R` rows at once, each bitwise as [`sum`] computes it alone (see
+/// [`dot_rows`]).
+#[inline(always)]
+pub fn sum_rows<const R: usize>(x: [&[f32]; R]) -> [f32; R] {
+    let len = x[0].len();
+    debug_assert!(x.iter().all(|v| v.len() == len));
+    let full = len - len % LANES;
+    let mut acc = [[0.0f32; LANES]; R];
+    let mut i = 0;
+    while i < full {
+        for (r, lanes) in acc.iter_mut().enumerate() {
+            for (s, &v) in lanes.iter_mut().zip(&x[r][i..i + LANES]) {
+                *s += v;
+            }
+        }
+        i += LANES;
+    }
+    core::array::from_fn(|r| {
+        let mut s = combine(acc[r]);
+        for &v in &x[r][full..] {
+            s += v;
+        }
+        s
+    })
 }
 
 /// `max(row)` (`-inf` for an empty row; NaN entries are skipped by `f32::max`), over
