@@ -15,7 +15,7 @@
 
 use super::gemm::{gemm, Init};
 use super::transpose::transpose;
-use super::{dot, exp, max, sum};
+use super::{dot, exp, max, prefetch_l2, sum};
 use std::cell::RefCell;
 
 thread_local! {
@@ -118,6 +118,13 @@ fn attention_forward_impl(
     let c3 = 3 * c;
     for bi in 0..b {
         let base = bi * t * c3;
+        if bi + 1 < b {
+            // The next batch row's input and outputs, while this one is computed.
+            let next = bi + 1;
+            prefetch_l2(&qkv[next * t * c3..(next + 1) * t * c3]);
+            prefetch_l2(&att[next * nh * t * t..(next + 1) * nh * t * t]);
+            prefetch_l2(&out[next * t * c..(next + 1) * t * c]);
+        }
         for h in 0..nh {
             let a0 = (bi * nh + h) * t * t;
             let att_bh = &mut att[a0..a0 + t * t];
@@ -257,6 +264,15 @@ fn attention_backward_impl(
     let c3 = 3 * c;
     for bi in 0..b {
         let base = bi * t * c3;
+        if bi + 1 < b {
+            // The next batch row's inputs and outputs, while this one is computed.
+            let next = bi + 1;
+            prefetch_l2(&att[next * nh * t * t..(next + 1) * nh * t * t]);
+            prefetch_l2(&qkv[next * t * c3..(next + 1) * t * c3]);
+            prefetch_l2(&dout[next * t * c..(next + 1) * t * c]);
+            prefetch_l2(&datt_scratch[next * nh * t * t..(next + 1) * nh * t * t]);
+            prefetch_l2(&dqkv[next * t * c3..(next + 1) * t * c3]);
+        }
         for h in 0..nh {
             let a0 = (bi * nh + h) * t * t;
             let att_bh = &att[a0..a0 + t * t];
