@@ -35,6 +35,7 @@
 //! caller (a `B` read down its columns is transposed while it is packed); `C` is
 //! row-major with unit column stride and leading dimension `ldc`.
 
+use super::prefetch_l2;
 use super::transpose::transpose;
 use core::ops::Range;
 
@@ -474,8 +475,30 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
             } else {
                 None
             };
+            if !pack.is_empty() && p.a_rs == 1 {
+                // `A` is `inp^T`: the block's rows of `inp` are read a few floats at a
+                // time by every row tile; ask for all of them up front.
+                for kk in k0..k0 + kb {
+                    // SAFETY: (0, kk) .. (m - 1, kk) lie inside `A` (Problem invariant)
+                    // and are contiguous since a_rs == 1.
+                    prefetch_l2(unsafe { core::slice::from_raw_parts(p.a.add(kk * p.a_cs), p.m) });
+                }
+            }
             let mut i = 0;
             while i + MR <= p.m {
+                // The next row tile's rows of `A` (when read along rows) and of `C`.
+                if p.a_cs == 1 && i + 2 * MR <= p.m {
+                    for r in i + MR..i + 2 * MR {
+                        // SAFETY: row r < m, columns k0..k0 + kb of `A` and `cols` of
+                        // `C` are in bounds (Problem invariant); a_cs == 1, and C's
+                        // columns are contiguous.
+                        unsafe {
+                            prefetch_l2(core::slice::from_raw_parts(p.a.add(r * p.a_rs + k0), kb));
+                            let c_row = p.c.add(r * p.ldc + cols.start);
+                            prefetch_l2(core::slice::from_raw_parts(c_row, cols.len()));
+                        }
+                    }
+                }
                 // SAFETY: rows i..i+MR <= m, k block k0..k0+kb <= k and columns `cols`
                 // <= n are in bounds.
                 unsafe {
