@@ -477,9 +477,10 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
             } else {
                 None
             };
-            if !pack.is_empty() && p.a_rs == 1 {
+            if j0 == 0 && !pack.is_empty() && p.a_rs == 1 {
                 // `A` is `inp^T`: the block's rows of `inp` are read a few floats at a
-                // time by every row tile; ask for all of them up front.
+                // time by every row tile; ask for all of them up front (once per `k`
+                // block, not again for each column block).
                 for kk in k0..k0 + kb {
                     // SAFETY: (0, kk) .. (m - 1, kk) lie inside `A` (Problem invariant)
                     // and are contiguous since a_rs == 1.

@@ -44,17 +44,13 @@ pub fn matmul_forward_split(
     ic: usize,
     oc: usize,
 ) {
-    debug_assert_eq!(out.len(), n * oc);
-    debug_assert_eq!(inp.len(), n * ic);
-    debug_assert_eq!(weight.len(), ic * oc);
-    let init = bias_init(bias, oc);
-    forward_rows(split, out, inp, n, ic, oc, (weight, oc, 1), init, None);
+    dense_forward(split, out, inp, weight, bias, n, ic, oc, None);
 }
 
 /// `out = residual + (inp @ weight + bias)`: [`matmul_forward_split`] followed by the
 /// residual connection, fused into the matmul's final store (bitwise the same as
-/// `matmul_forward` then `residual_forward(out, residual, out)`; one pass over memory
-/// fewer).
+/// `matmul_forward` into `proj`, then `residual_forward(out, residual, proj)`; one pass
+/// over memory fewer).
 ///
 /// Shapes: as [`matmul_forward`], and `residual [n, oc]`.
 ///
@@ -72,34 +68,35 @@ pub fn matmul_forward_residual_split(
     ic: usize,
     oc: usize,
 ) {
-    debug_assert_eq!(out.len(), n * oc);
-    debug_assert_eq!(residual.len(), n * oc);
-    debug_assert_eq!(inp.len(), n * ic);
-    debug_assert_eq!(weight.len(), ic * oc);
     assert!(residual.len() >= n * oc, "matmul: residual too short");
-    let init = bias_init(bias, oc);
-    forward_rows(
-        split,
-        out,
-        inp,
-        n,
-        ic,
-        oc,
-        (weight, oc, 1),
-        init,
-        Some(residual),
-    );
+    dense_forward(split, out, inp, weight, bias, n, ic, oc, Some(residual));
 }
 
-/// Where the forward's chains start: the bias, or zero.
-fn bias_init(bias: Option<&[f32]>, oc: usize) -> Init<'_> {
-    match bias {
+/// The body of both dense forwards: chains from the bias (or zero), plus `add` when
+/// given.
+#[allow(clippy::too_many_arguments)]
+fn dense_forward(
+    split: &dyn RowSplit,
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    ic: usize,
+    oc: usize,
+    add: Option<&[f32]>,
+) {
+    debug_assert_eq!(out.len(), n * oc);
+    debug_assert_eq!(inp.len(), n * ic);
+    debug_assert_eq!(weight.len(), ic * oc);
+    let init = match bias {
         Some(bias) => {
             debug_assert_eq!(bias.len(), oc);
             Init::Bias(bias)
         }
         None => Init::Zero,
-    }
+    };
+    forward_rows(split, out, inp, n, ic, oc, (weight, oc, 1), init, add);
 }
 
 /// `out[n, oc] = inp[n, ic] @ B` from `init` (see [`Init`]), plus `add[n, oc]` when
