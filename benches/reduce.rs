@@ -2,7 +2,8 @@
 //! kernel against the scalar one (same bits, different speed), and the full
 //! `GradientSegments` reduce (all parts on one thread) for 8 slots.
 
-use cllm::segments::reduce::{pairwise_sum_into, Kernel};
+use cllm::isa::Isa;
+use cllm::segments::reduce::pairwise_sum_into;
 use cllm::segments::GradientSegments;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
@@ -26,11 +27,8 @@ fn reduce(c: &mut Criterion) {
         let views: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
         let mut out = vec![0.0f32; LEN];
         group.throughput(Throughput::Bytes((n * LEN * 4) as u64));
-        let mut kernels = vec![("scalar", Kernel::Scalar)];
-        if Kernel::avx2_available() {
-            kernels.push(("avx2", Kernel::Avx2));
-        }
-        for (name, kernel) in kernels {
+        for kernel in Isa::available() {
+            let name = kernel.name();
             group.bench_with_input(BenchmarkId::new(name, n), &kernel, |b, &k| {
                 b.iter(|| pairwise_sum_into(&views, &mut out, k))
             });

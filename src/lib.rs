@@ -8,10 +8,13 @@
 //!   generic over payloads and over the platform; they know nothing of models.
 //! * [`model`] and [`data`]: the GPT-2 model and kernels, and the data path; they know
 //!   nothing of threads or atomics.
+//! * [`isa`]: which instruction-set path the kernels run (AVX-512, AVX2, portable),
+//!   chosen at run time; every path gives the same bits.
 //! * [`train`]: optimizer, schedules, checkpoints, the single-threaded reference step
 //!   and the two schedulers that compose the protocols with the model.
 
 pub mod data;
+pub mod isa;
 pub mod model;
 pub mod queue;
 pub mod segments;

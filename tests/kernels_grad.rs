@@ -21,7 +21,8 @@
 //! `ATOL = 1e-4`, `RTOL = 1e-3`: five times the expected error, and still far below the
 //! O(0.1..1) error of any dropped term, wrong sign or wrong factor.
 
-use cllm::model::kernels::gemm::{gemm_on, gemm_then_add_on, Init, Path};
+use cllm::isa::Isa;
+use cllm::model::kernels::gemm::{gemm_on, gemm_then_add_on, Init};
 use cllm::model::kernels::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
@@ -586,8 +587,8 @@ proptest! {
         let c0 = rng.vec(m * n, -1.0, 1.0);
         for init in [Init::Zero, Init::Bias(&bias), Init::Accumulate] {
             let mut reference = c0.clone();
-            gemm_on(Path::Portable, m, n, k, &a, k, 1, &b, n, 1, &mut reference, n, init);
-            for path in Path::ALL.into_iter().filter(|p| p.supported()) {
+            gemm_on(Isa::Portable, m, n, k, &a, k, 1, &b, n, 1, &mut reference, n, init);
+            for path in Isa::available() {
                 let mut c = c0.clone();
                 gemm_on(path, m, n, k, &a, k, 1, &b, n, 1, &mut c, n, init);
                 prop_assert_eq!(bits(&c), bits(&reference), "{:?} vs portable, {:?}", path, init);
@@ -634,7 +635,7 @@ proptest! {
                 expected[i * n + j] = if then_add { add[i * n + j] + acc } else { acc };
             }
         }
-        for path in Path::ALL.into_iter().filter(|p| p.supported()) {
+        for path in Isa::available() {
             let mut c = c0.clone();
             if then_add {
                 gemm_then_add_on(path, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init, &add);
@@ -789,7 +790,7 @@ fn gemm_rejects_shapes_that_do_not_fit() {
         let result = std::panic::catch_unwind(|| {
             let mut c = vec![0.0f32; m * n];
             gemm_on(
-                Path::detect(),
+                cllm::isa::active(),
                 m,
                 n,
                 k,
@@ -814,7 +815,7 @@ fn gemm_rejects_shapes_that_do_not_fit() {
     let result = std::panic::catch_unwind(|| {
         let mut c = vec![0.0f32; 9];
         gemm_then_add_on(
-            Path::detect(),
+            cllm::isa::active(),
             3,
             3,
             4,

@@ -5,8 +5,9 @@
 //! Properties that could hang on a bug run in forked children with a timeout, so a
 //! hang is a shrunk failure instead of a stuck CI.
 
+use cllm::isa::Isa;
 use cllm::queue::{PopError, PrefetchError, PrefetchQueue, PushError, WorkQueue};
-use cllm::segments::reduce::{pairwise_sum_into, Kernel};
+use cllm::segments::reduce::pairwise_sum_into;
 use cllm::segments::{GradientSegments, SegmentsError};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -306,11 +307,7 @@ proptest! {
     fn reduction_is_the_tree_sum_bitwise((inputs, len) in slots(33, 5000)) {
         let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
         let want = expected(&inputs, len);
-        let mut kernels = vec![Kernel::Scalar];
-        if Kernel::avx2_available() {
-            kernels.push(Kernel::Avx2);
-        }
-        for kernel in kernels {
+        for kernel in Isa::available() {
             let mut out = vec![f32::NAN; len];
             pairwise_sum_into(&views, &mut out, kernel);
             prop_assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.clone(), "{:?}", kernel);

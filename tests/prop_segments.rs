@@ -12,7 +12,8 @@
 //! Properties that could hang (threads waiting on each other) run forked with a timeout.
 //! Must never touch: the library's own code or any other protocol's tests.
 
-use cllm::segments::reduce::{pairwise_sum_into, pairwise_sum_range_into, Kernel};
+use cllm::isa::Isa;
+use cllm::segments::reduce::{pairwise_sum_into, pairwise_sum_range_into};
 use cllm::segments::{GradientSegments, SegmentsError, PART_ALIGN};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -88,12 +89,9 @@ fn inputs(seed: u64, n_slots: usize, len: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn kernels() -> Vec<Kernel> {
-    let mut k = vec![Kernel::Scalar];
-    if Kernel::avx2_available() {
-        k.push(Kernel::Avx2);
-    }
-    k
+/// Every instruction-set path this CPU runs (portable always).
+fn kernels() -> Vec<Isa> {
+    Isa::available()
 }
 
 /// Lengths biased to the interesting places: short (SIMD tails), around the
@@ -135,7 +133,7 @@ fn generated_values_make_order_matter() {
         assert!(differ >= len / 20, "{n_slots} slots: only {differ} differ");
         let refs: Vec<&[f32]> = ins.iter().map(|s| &s[..]).collect();
         let mut out = vec![0.0; len];
-        pairwise_sum_into(&refs, &mut out, Kernel::detect());
+        pairwise_sum_into(&refs, &mut out, cllm::isa::active());
         assert_eq!(bits(&out), tree, "{n_slots} slots");
     }
 }
@@ -215,9 +213,9 @@ fn run_threads(
                                 break;
                             }
                             let kernel = if part % 2 == 0 {
-                                Kernel::Scalar
+                                Isa::Portable
                             } else {
-                                Kernel::detect()
+                                cllm::isa::active()
                             };
                             let mut out = vec![f32::NAN; seg.part_range(part).len()];
                             seg.reduce_part_with(step, part, &mut out, kernel).unwrap();

@@ -5,8 +5,9 @@
 //! wrong, and training actually lowers the loss.
 
 use cllm::data::{Corpus, MarkovSource, Sampler};
+use cllm::isa::Isa;
 use cllm::model::{self, GptConfig, TrainingContext};
-use cllm::segments::reduce::{pairwise_sum_into, Kernel};
+use cllm::segments::reduce::pairwise_sum_into;
 use cllm::train::checkpoint::{self, CheckpointError};
 use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
@@ -76,7 +77,7 @@ fn accumulated_gradient_is_the_pairwise_sum_of_micro_batch_gradients() {
     }
     let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
     let mut want = vec![0.0f32; n];
-    pairwise_sum_into(&views, &mut want, Kernel::Scalar);
+    pairwise_sum_into(&views, &mut want, Isa::Portable);
     assert_eq!(bits(trainer.last_gradient_sum()), bits(&want));
 }
 

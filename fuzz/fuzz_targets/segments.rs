@@ -5,7 +5,8 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use cllm::segments::reduce::{pairwise_sum_into, Kernel};
+use cllm::isa::Isa;
+use cllm::segments::reduce::pairwise_sum_into;
 use cllm::segments::GradientSegments;
 use libfuzzer_sys::fuzz_target;
 
@@ -59,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let views: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
         let mut scalar = vec![0.0f32; len];
-        pairwise_sum_into(&views, &mut scalar, Kernel::Scalar);
+        pairwise_sum_into(&views, &mut scalar, Isa::Portable);
         for i in 0..len {
             let want = tree_sum(&values.iter().map(|v| v[i]).collect::<Vec<_>>());
             assert!(same(out[i], want), "float {i}: {} vs {want}", out[i]);

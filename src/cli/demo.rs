@@ -153,7 +153,7 @@ fn run_single(steps: usize, micro_batches: usize, params: usize) -> Vec<f32> {
             fill_gradient(buf, (step * micro_batches + slot) as u64);
         }
         let inputs: Vec<&[f32]> = slots.iter().map(Vec::as_slice).collect();
-        reduce::pairwise_sum_into(&inputs, &mut grad, reduce::Kernel::Scalar);
+        reduce::pairwise_sum_into(&inputs, &mut grad, cllm::isa::Isa::Portable);
         apply_update(&mut weights, &grad);
     }
     weights

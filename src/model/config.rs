@@ -111,7 +111,7 @@ impl GptConfig {
                 return Err(ModelError::Zero { field });
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(ModelError::HeadsDoNotDivide {
                 n_embd: self.n_embd,
                 n_head: self.n_head,

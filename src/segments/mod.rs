@@ -276,16 +276,17 @@ impl<P: Platform> GradientSegments<P> {
         part: usize,
         out: &mut [f32],
     ) -> Result<(), SegmentsError> {
-        self.reduce_part_with(step, part, out, reduce::Kernel::detect())
+        self.reduce_part_with(step, part, out, crate::isa::active())
     }
 
-    /// As [`GradientSegments::reduce_part`], with an explicit add kernel.
+    /// As [`GradientSegments::reduce_part`], with the adds on an explicit
+    /// instruction-set path (every path gives the same bits).
     pub fn reduce_part_with(
         &self,
         step: usize,
         part: usize,
         out: &mut [f32],
-        kernel: reduce::Kernel,
+        isa: crate::isa::Isa,
     ) -> Result<(), SegmentsError> {
         let n_parts = self.n_parts();
         let generation = self
@@ -318,7 +319,7 @@ impl<P: Platform> GradientSegments<P> {
         with_all_slots(
             &self.slots,
             &mut Vec::with_capacity(self.n_slots()),
-            &mut |inputs| reduce::pairwise_sum_range_into(inputs, range.clone(), out, kernel),
+            &mut |inputs| reduce::pairwise_sum_range_into(inputs, range.clone(), out, isa),
         );
         // AcqRel: Release publishes our reads as finished; Acquire lets the last
         // reducer inherit every other reducer's reads before it frees the slots.

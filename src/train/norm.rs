@@ -14,7 +14,7 @@
 //! `tests/train_optim.rs` (partition independence, and the order against an
 //! independent transcription of this paragraph).
 
-use crate::model::kernels::dispatch;
+use crate::isa::dispatch;
 
 /// Floats per block of the norm computation (and the alignment of parameter parts).
 pub const NORM_BLOCK: usize = 256;
@@ -31,7 +31,7 @@ pub fn block_sums(grad: &[f32], range: core::ops::Range<usize>, scale: f32, out:
     dispatch!(block_sums_impl(grad: &[f32], scale: f32, out: &mut Vec<f64>))
 }
 
-/// Body of [`block_sums`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`block_sums`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn block_sums_impl(grad: &[f32], scale: f32, out: &mut Vec<f64>) {
     out.clear();

@@ -148,8 +148,8 @@ pub fn update_part(
 }
 
 /// The elementwise update over one span with one weight-decay value, through the
-/// kernels' `dispatch!` (8 lanes on AVX2 instead of 4). The expression and so the bits
-/// are the same either way: Rust does not fuse or reorder float operations, only the
+/// `dispatch!` (16 lanes on AVX-512, 8 on AVX2, 4 portable). The expression and so the
+/// bits are the same on every path: Rust does not fuse or reorder float operations, only the
 /// vector width changes.
 #[allow(clippy::too_many_arguments)]
 fn update_span(
@@ -162,7 +162,7 @@ fn update_span(
     m: &mut [f32],
     v: &mut [f32],
 ) {
-    crate::model::kernels::dispatch!(update_span_body(
+    crate::isa::dispatch!(update_span_body(
         cfg: &AdamWConfig,
         s: &StepScalars,
         weight_decay: f32,
@@ -174,7 +174,7 @@ fn update_span(
     ))
 }
 
-/// Body of [`update_span`] (inlined into its AVX2 trampoline).
+/// Body of [`update_span`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn update_span_body(

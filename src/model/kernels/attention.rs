@@ -13,6 +13,8 @@
 //! same block through `0 * inf`; the loss is non-finite then anyway).
 //! The blocks depend on `t` only, so results stay bitwise reproducible.
 
+use crate::isa::dispatch;
+
 use super::gemm::{gemm, Init};
 use super::transpose::transpose;
 use super::{dot, exp, max, prefetch_l2, sum};
@@ -95,7 +97,7 @@ pub fn attention_forward(
     ))
 }
 
-/// Body of [`attention_forward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`attention_forward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn attention_forward_impl(
     out: &mut [f32],
@@ -236,7 +238,7 @@ pub fn attention_backward(
     ))
 }
 
-/// Body of [`attention_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`attention_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attention_backward_impl(

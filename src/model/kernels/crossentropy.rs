@@ -4,6 +4,8 @@
 //! Must never overflow: every softmax subtracts the row maximum first, and losses are
 //! computed from the logits as `ln(sum e^(x - max)) - (x[target] - max)`.
 
+use crate::isa::dispatch;
+
 use super::{exp, max, sum};
 
 /// The loss of one row: `-ln softmax(row)[target]`, stably.
@@ -43,7 +45,7 @@ pub fn crossentropy_forward_backward(
     ))
 }
 
-/// Body of [`crossentropy_forward_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`crossentropy_forward_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn crossentropy_forward_backward_impl(
     logits: &mut [f32],
@@ -101,7 +103,7 @@ pub fn crossentropy_forward(
     ))
 }
 
-/// Body of [`crossentropy_forward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`crossentropy_forward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn crossentropy_forward_impl(
     logits: &[f32],
@@ -138,7 +140,7 @@ pub fn softmax_row(probs: &mut [f32], logits: &[f32], temperature: f32) {
     dispatch!(softmax_row_impl(probs: &mut [f32], logits: &[f32], temperature: f32))
 }
 
-/// Body of [`softmax_row`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`softmax_row`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn softmax_row_impl(probs: &mut [f32], logits: &[f32], temperature: f32) {
     debug_assert_eq!(probs.len(), logits.len());

@@ -2,6 +2,8 @@
 //! Must never check token ids against the vocabulary beyond the slice bounds check
 //! (the data path guarantees them).
 
+use crate::isa::dispatch;
+
 /// `out[b, t, :] = wte[tokens[b, t], :] + wpe[t, :]`.
 ///
 /// Shapes: `out [b*t, c]`, `tokens [b*t]` (each `< vocab`, guaranteed by the caller),
@@ -29,7 +31,7 @@ pub fn encoder_forward(
     ))
 }
 
-/// Body of [`encoder_forward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`encoder_forward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn encoder_forward_impl(
     out: &mut [f32],
@@ -81,7 +83,7 @@ pub fn encoder_backward(
     ))
 }
 
-/// Body of [`encoder_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`encoder_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn encoder_backward_impl(
     dwte: &mut [f32],

@@ -6,6 +6,8 @@
 //! `(1 + tanh u) / 2 = sigmoid(2u)`): one vectorisable [`exp`] and no cancellation
 //! for very negative `x`.
 
+use crate::isa::dispatch;
+
 use super::exp;
 
 /// `sqrt(2 / pi)`.
@@ -27,7 +29,7 @@ pub fn gelu_forward(out: &mut [f32], s: &mut [f32], inp: &[f32]) {
     dispatch!(gelu_forward_impl(out: &mut [f32], s: &mut [f32], inp: &[f32]))
 }
 
-/// Body of [`gelu_forward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`gelu_forward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn gelu_forward_impl(out: &mut [f32], s: &mut [f32], inp: &[f32]) {
     for ((o, si), &x) in out.iter_mut().zip(s.iter_mut()).zip(inp) {
@@ -43,7 +45,7 @@ pub fn gelu_recompute(out: &mut [f32], inp: &[f32], s: &[f32]) {
     dispatch!(gelu_recompute_impl(out: &mut [f32], inp: &[f32], s: &[f32]))
 }
 
-/// Body of [`gelu_recompute`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`gelu_recompute`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn gelu_recompute_impl(out: &mut [f32], inp: &[f32], s: &[f32]) {
     for ((o, &x), &si) in out.iter_mut().zip(inp).zip(s) {
@@ -60,7 +62,7 @@ pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], s: &[f32], dout: &[f32]) {
     dispatch!(gelu_backward_impl(dinp: &mut [f32], inp: &[f32], s: &[f32], dout: &[f32]))
 }
 
-/// Body of [`gelu_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`gelu_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn gelu_backward_impl(dinp: &mut [f32], inp: &[f32], s: &[f32], dout: &[f32]) {
     for (((d, &x), &s), &g) in dinp.iter_mut().zip(inp).zip(s).zip(dout) {

@@ -39,6 +39,7 @@
 
 use super::prefetch_l2;
 use super::transpose::transpose;
+use crate::isa::Isa;
 use core::ops::Range;
 
 /// How each output element's FMA chain starts.
@@ -74,7 +75,7 @@ thread_local! {
 }
 
 /// The largest row-tile height of any path (the remainder dispatch covers `1..MAX_MR`).
-const MAX_MR: usize = 8;
+const MAX_MR: usize = AVX512_MR;
 
 /// `C[i, j] = chain(start(i, j), A[i, 0..k], B[0..k, j])` for `i < m`, `j < n` (see the
 /// module doc for the exact order).
@@ -101,7 +102,7 @@ pub fn gemm(
     init: Init<'_>,
 ) {
     gemm_on(
-        Path::detect(),
+        crate::isa::active(),
         m,
         n,
         k,
@@ -125,7 +126,7 @@ pub fn gemm(
 /// As [`gemm`].
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_on(
-    path: Path,
+    isa: Isa,
     m: usize,
     n: usize,
     k: usize,
@@ -140,7 +141,7 @@ pub fn gemm_on(
     init: Init<'_>,
 ) {
     run(
-        path, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, init, None,
+        isa, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, init, None,
     )
 }
 
@@ -169,7 +170,7 @@ pub fn gemm_then_add(
     add: &[f32],
 ) {
     gemm_then_add_on(
-        Path::detect(),
+        crate::isa::active(),
         m,
         n,
         k,
@@ -192,7 +193,7 @@ pub fn gemm_then_add(
 /// As [`gemm_then_add`].
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_then_add_on(
-    path: Path,
+    isa: Isa,
     m: usize,
     n: usize,
     k: usize,
@@ -208,7 +209,7 @@ pub fn gemm_then_add_on(
     add: &[f32],
 ) {
     run(
-        path,
+        isa,
         m,
         n,
         k,
@@ -228,7 +229,7 @@ pub fn gemm_then_add_on(
 /// The checks and the dispatch behind every entry point.
 #[allow(clippy::too_many_arguments)]
 fn run(
-    path: Path,
+    isa: Isa,
     m: usize,
     n: usize,
     k: usize,
@@ -293,19 +294,18 @@ fn run(
         accumulate: matches!(init, Init::Accumulate),
         add: add.map(<[f32]>::as_ptr),
     };
-    let path = if path.supported() {
-        path
-    } else {
-        Path::Portable
-    };
-    match path {
+    let isa = if isa.supported() { isa } else { Isa::Portable };
+    match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the bounds of every access were checked above (see `Problem`), and
-        // AVX2 and FMA support was checked at run time by `Path::supported`.
-        Path::Avx2 => unsafe { gemm_avx2(&p) },
+        // the CPU's AVX-512 support was checked at run time by `Isa::supported`.
+        Isa::Avx512 => unsafe { gemm_avx512(&p) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX2 and FMA.
+        Isa::Avx2 => unsafe { gemm_avx2(&p) },
         // SAFETY: the bounds of every access were checked above; the portable tile
         // needs no CPU feature.
-        _ => unsafe { gemm_body::<4, 1, ISA_PORTABLE>(&p) },
+        _ => unsafe { gemm_body::<Portable8, PORTABLE_MR, PORTABLE_NV>(&p) },
     }
 }
 
@@ -316,42 +316,6 @@ fn fits(len: usize, rows: usize, rs: usize, cols: usize, cs: usize) -> bool {
         .checked_mul(rs)
         .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)));
     matches!(last, Some(last) if last < len)
-}
-
-/// Which compiled variant of the engine runs (all give the same bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// 6 x 16 register tiles in 256-bit registers.
-    Avx2,
-    /// Plain Rust with [`f32::mul_add`].
-    Portable,
-}
-
-impl Path {
-    /// Every path, fastest first.
-    pub const ALL: [Path; 2] = [Path::Avx2, Path::Portable];
-
-    /// The fastest path this CPU supports.
-    pub fn detect() -> Path {
-        Path::ALL
-            .into_iter()
-            .find(|p| p.supported())
-            .unwrap_or(Path::Portable)
-    }
-
-    /// Whether this CPU can run the path (run-time detection, cached by std).
-    pub fn supported(self) -> bool {
-        match self {
-            Path::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
 }
 
 /// A validated problem: for `i < m`, `kk < k`, `j < n`, the addresses
@@ -387,15 +351,31 @@ enum End {
     AddStore(*const f32),
 }
 
-/// Instruction-set variant of the register tile, as a const generic parameter.
-const ISA_PORTABLE: u8 = 0;
-/// See [`ISA_PORTABLE`].
-const ISA_AVX2: u8 = 1;
-
-/// Row-tile height of the AVX2 path.
+/// Row-tile height of the AVX-512 path: `12 x 32` tiles keep 24 accumulators, two
+/// rows of `B` and a broadcast in the 32 zmm registers.
+const AVX512_MR: usize = 12;
+/// 16-lane registers per tile row of the AVX-512 path (tile width `16 * AVX512_NV`).
+const AVX512_NV: usize = 2;
+/// Row-tile height of the AVX2 path (`6 x 16` tiles: 12 accumulators of 16 ymm).
 const AVX2_MR: usize = 6;
-/// 8-lane registers per tile row of the AVX2 path (tile width `8 * AVX2_NV`).
+/// 8-lane registers per tile row of the AVX2 path.
 const AVX2_NV: usize = 2;
+/// Row-tile height of the portable path.
+const PORTABLE_MR: usize = 4;
+/// Logical 8-lane registers per tile row of the portable path.
+const PORTABLE_NV: usize = 1;
+
+/// Variant compiled for AVX-512: `AVX512_MR x 16 AVX512_NV` register tiles.
+///
+/// # Safety
+/// `p` must satisfy the [`Problem`] invariant and the CPU must support the features
+/// of [`Isa::Avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn gemm_avx512(p: &Problem) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { gemm_body::<x86::Zmm, AVX512_MR, AVX512_NV>(p) }
+}
 
 /// Variant compiled for AVX2 + FMA: `AVX2_MR x 8 AVX2_NV` register tiles.
 ///
@@ -405,7 +385,7 @@ const AVX2_NV: usize = 2;
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_avx2(p: &Problem) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { gemm_body::<AVX2_MR, AVX2_NV, ISA_AVX2>(p) }
+    unsafe { gemm_body::<x86::Ymm, AVX2_MR, AVX2_NV>(p) }
 }
 
 /// Where a tile's chains start in the current `k` block.
@@ -420,11 +400,11 @@ enum Start {
 /// (packed when enough rows reuse them), then `MR`-row blocks, then `NR`-column tiles.
 ///
 /// # Safety
-/// `p` must satisfy the [`Problem`] invariant; `ISA` must be supported by the CPU.
+/// `p` must satisfy the [`Problem`] invariant; the CPU must support `V`'s instructions.
 #[inline(always)]
-unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem) {
+unsafe fn gemm_body<V: Lanes, const MR: usize, const NV: usize>(p: &Problem) {
     debug_assert!(MR <= MAX_MR);
-    let full = 8 * NV;
+    let full = V::W * NV;
     // Packed copy of one `R x kb` tile of `A` (see `row_block`), only when `A` is read
     // down its columns and at least four column tiles reuse it. Like `b_pack`, taken
     // out of its thread-local for the call (an 8 KiB stack array was zeroed per call
@@ -505,7 +485,7 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
                 // SAFETY: rows i..i+MR <= m, k block k0..k0+kb <= k and columns `cols`
                 // <= n are in bounds.
                 unsafe {
-                    row_block::<MR, NV, ISA>(p, pack, i..i + MR, k0, kb, &cols, packed, start, end)
+                    row_block::<V, MR, NV>(p, pack, i..i + MR, k0, kb, &cols, packed, start, end)
                 };
                 i += MR;
             }
@@ -514,17 +494,8 @@ unsafe fn gemm_body<const MR: usize, const NV: usize, const ISA: u8>(p: &Problem
             let c = &cols;
             // SAFETY: rows i..m, the k block and the columns are in bounds.
             unsafe {
-                match rest {
-                    0 => {}
-                    1 => row_block::<1, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    2 => row_block::<2, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    3 => row_block::<3, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    4 => row_block::<4, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    5 => row_block::<5, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    6 => row_block::<6, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    7 => row_block::<7, NV, ISA>(p, pack, r, k0, kb, c, packed, start, end),
-                    _ => unreachable!("MR <= MAX_MR = {MAX_MR}"),
-                }
+                by_height!(rest; row_block::<V, _, NV>(p, pack, r, k0, kb, c, packed, start, end);
+                    1 2 3 4 5 6 7 8 9 10 11)
             }
             j0 = cols.end;
         }
@@ -605,16 +576,30 @@ struct BPacked {
     tiles: usize,
 }
 
+/// `by_height!(rest; f::<V, _, NV>(args); 1 2 ...)` calls `f::<V, rest, NV>(args)`
+/// for a run-time row count `rest` (0 does nothing): the remainder rows of a column
+/// block get a tile of their exact height.
+macro_rules! by_height {
+    ($rest:expr; $f:ident::<$v:ident, _, $nv:ident> $args:tt; $($h:literal)*) => {
+        match $rest {
+            0 => {}
+            $($h => $f::<$v, $h, $nv> $args,)*
+            _ => unreachable!("remainder rows below MAX_MR = {MAX_MR}"),
+        }
+    };
+}
+use by_height;
+
 /// Rows `rows` (exactly `R` of them), columns `cols`, `k` block `k0..k0 + kb`; full
 /// column tiles read `B` from `packed` when given.
 ///
 /// # Safety
 /// `p` must satisfy the [`Problem`] invariant, `rows.end <= p.m`, `k0 + kb <= p.k`,
 /// `cols.end <= p.n`; `packed`, if any, must be [`pack_b_block`]'s result for this
-/// `k0`, `kb` and `cols` (and still alive); `ISA` must be supported by the CPU.
+/// `k0`, `kb` and `cols` (and still alive); the CPU must support `V`'s instructions.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
+unsafe fn row_block<V: Lanes, const R: usize, const NV: usize>(
     p: &Problem,
     pack: &mut [f32],
     rows: Range<usize>,
@@ -629,7 +614,7 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
     // SAFETY: (rows.start, k0) is in bounds (rows.start < m, k0 < k); the tile
     // functions only step within R rows and kb steps of k, in bounds by the contract.
     let a = unsafe { p.a.add(rows.start * p.a_rs + k0 * p.a_cs) };
-    let full = 8 * NV;
+    let full = V::W * NV;
     // When `A` is read down its columns (`a_cs != 1`, as in `inp^T`), every step of `k`
     // touches a new cache line; copy the tile to `[kb][R]` order first (the values and
     // so the results are unchanged) when the caller provided room (`gemm_body` does
@@ -667,13 +652,13 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
     let mut j = cols.start;
     while j < cols.end {
         let nr = full.min(cols.end - j);
-        let tile = (j - cols.start) / full;
+        let tile_ix = (j - cols.start) / full;
         // SAFETY: columns j..j+nr <= cols.end <= n; see above for rows and k; a packed
-        // tile `tile < packed.tiles` holds kb rows of `full` floats.
+        // tile `tile_ix < packed.tiles` holds kb rows of `full` floats.
         unsafe {
             let (b, b_rs, b_cs) = match packed {
-                Some(bp) if nr == full && tile < bp.tiles => {
-                    (bp.ptr.add(tile * bp.tile_len), full, 1)
+                Some(bp) if nr == full && tile_ix < bp.tiles => {
+                    (bp.ptr.add(tile_ix * bp.tile_len), full, 1)
                 }
                 _ => (p.b.add(k0 * p.b_rs + j * p.b_cs), p.b_rs, p.b_cs),
             };
@@ -686,16 +671,15 @@ unsafe fn row_block<const R: usize, const NV: usize, const ISA: u8>(
                 End::AddStore(add) => End::AddStore(add.add(rows.start * p.ldc + j)),
                 e => e,
             };
-            if nr < full {
-                tile_edge::<R>(nr, kb, ap, b, b_rs, b_cs, c, p.ldc, start, end);
+            if b_cs == 1 && nr == full {
+                tile::<V, R, NV, true>(nr, kb, ap, b, b_rs, c, p.ldc, start, end);
+            } else if b_cs == 1 {
+                // The ragged last columns, with masked loads and stores.
+                tile::<V, R, NV, false>(nr, kb, ap, b, b_rs, c, p.ldc, start, end);
             } else {
-                // Full tiles have unit column stride: packed, or `B` itself has it.
-                debug_assert_eq!(b_cs, 1);
-                match ISA {
-                    #[cfg(target_arch = "x86_64")]
-                    ISA_AVX2 => x86::tile_avx2::<R, NV>(kb, ap, b, b_rs, c, p.ldc, start, end),
-                    _ => tile_edge::<R>(nr, kb, ap, b, b_rs, 1, c, p.ldc, start, end),
-                }
+                // A strided `B` is packed whenever it has a full tile, so only the
+                // ragged edge of a narrow one is read in place.
+                tile_edge::<R>(nr, kb, ap, b, b_rs, b_cs, c, p.ldc, start, end);
             }
         }
         j += nr;
@@ -769,76 +753,325 @@ unsafe fn tile_edge<const R: usize>(
     }
 }
 
-/// The x86-64 register tiles (explicit intrinsics, so the accumulators stay in
-/// registers).
+/// One SIMD register of `W` single-precision lanes: the operations a register tile
+/// needs. Every ISA is one impl of this trait; [`tile`] is the one micro-kernel body.
+/// All methods are `unsafe`: the pointer ones read or write through raw pointers, and
+/// the x86 impls need their CPU features (they are only inlined into functions
+/// compiled with them).
+pub(super) trait Lanes: Copy {
+    /// Lanes per register.
+    const W: usize;
+    /// All lanes `0.0`.
+    unsafe fn zero() -> Self;
+    /// All lanes `x`.
+    unsafe fn splat(x: f32) -> Self;
+    /// Lanes from `p[0..W]`.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Lanes `0..n` from `p[0..n]` (`0 < n < W`), the rest `0.0`; never reads `p[n..]`.
+    unsafe fn load_n(p: *const f32, n: usize) -> Self;
+    /// Writes the lanes to `p[0..W]`.
+    unsafe fn store(self, p: *mut f32);
+    /// Writes lanes `0..n` to `p[0..n]` (`0 < n < W`); never touches `p[n..]`.
+    unsafe fn store_n(self, p: *mut f32, n: usize);
+    /// `a * b + c` per lane, rounded once (a fused multiply-add).
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// `a + b` per lane.
+    unsafe fn add(a: Self, b: Self) -> Self;
+}
+
+/// Loads the first `n` lanes (`0 < n <= W`) of a register: a full load when `n == W`.
+///
+/// # Safety
+/// `p[0..n]` is readable; the CPU supports `V`'s instructions.
+#[inline(always)]
+unsafe fn load_lanes<V: Lanes>(p: *const f32, n: usize) -> V {
+    // SAFETY: forwarded from the contract.
+    unsafe {
+        if n == V::W {
+            V::load(p)
+        } else {
+            V::load_n(p, n)
+        }
+    }
+}
+
+/// Stores the first `n` lanes (`0 < n <= W`) of a register.
+///
+/// # Safety
+/// `p[0..n]` is writable and unaliased; the CPU supports `V`'s instructions.
+#[inline(always)]
+unsafe fn store_lanes<V: Lanes>(v: V, p: *mut f32, n: usize) {
+    // SAFETY: forwarded from the contract.
+    unsafe {
+        if n == V::W {
+            v.store(p)
+        } else {
+            v.store_n(p, n)
+        }
+    }
+}
+
+/// The micro-kernel: an `R x nr` tile (`nr <= W * NV`; `FULL` means `nr == W * NV`)
+/// over `kb` steps of `k`, in `R x NV` registers of accumulators. Per step it loads
+/// `NV` registers of a row of `B` (unit column stride, row stride `ldb`), broadcasts
+/// each row's `A` element and does one [`Lanes::fma`] per accumulator: each output
+/// element's chain is exactly the module doc's. A ragged tile (`!FULL`) masks its
+/// loads and stores of `B`, `C`, the bias and the added matrix to the `nr` columns.
+///
+/// # Safety
+/// For `r < R`, `kk < kb`, `j < nr`: `a.ptr + r*a.rs + kk*a.cs`, `b + kk*ldb + j`,
+/// `c + r*ldc + j` (and `bias + j` for [`Start::Bias`], `add + r*ldc + j` for
+/// [`End::AddStore`]) are valid, `c` is not aliased, and the CPU supports `V`'s
+/// instructions.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<V: Lanes, const R: usize, const NV: usize, const FULL: bool>(
+    nr: usize,
+    kb: usize,
+    a: APanel,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    start: Start,
+    end: End,
+) {
+    debug_assert!(nr <= V::W * NV && (nr == V::W * NV) == FULL);
+    // Lanes of register `q` that hold columns (constant `W` for a full tile, so the
+    // masks vanish); a register past `nr` holds none and is never loaded or stored.
+    let lanes: [usize; NV] = core::array::from_fn(|q| {
+        if FULL {
+            V::W
+        } else {
+            nr.saturating_sub(q * V::W).min(V::W)
+        }
+    });
+    // SAFETY (whole body): every pointer offset stays within the ranges of the
+    // contract (register q touches columns q*W .. q*W + lanes[q] <= nr), and the CPU
+    // supports V (contract).
+    unsafe {
+        let mut acc = [[V::zero(); NV]; R];
+        match start {
+            Start::Zero => {}
+            Start::Bias(bias) => {
+                let mut v = [V::zero(); NV];
+                for (q, x) in v.iter_mut().enumerate() {
+                    if lanes[q] > 0 {
+                        *x = load_lanes(bias.add(V::W * q), lanes[q]);
+                    }
+                }
+                acc = [v; R];
+            }
+            Start::Load => {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    for (q, x) in row.iter_mut().enumerate() {
+                        if lanes[q] > 0 {
+                            *x = load_lanes(c.add(r * ldc + V::W * q), lanes[q]);
+                        }
+                    }
+                }
+            }
+        }
+        let mut ap = a.ptr;
+        let mut bp = b;
+        for _ in 0..kb {
+            let mut bv = [V::zero(); NV];
+            for (q, x) in bv.iter_mut().enumerate() {
+                if lanes[q] > 0 {
+                    *x = load_lanes(bp.add(V::W * q), lanes[q]);
+                }
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = V::splat(*ap.add(r * a.rs));
+                for (x, &bq) in row.iter_mut().zip(bv.iter()) {
+                    *x = V::fma(av, bq, *x);
+                }
+            }
+            ap = ap.add(a.cs);
+            // The last step's pointer is never dereferenced and may point past `B`.
+            bp = bp.wrapping_add(ldb);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (q, &x) in row.iter().enumerate() {
+                if lanes[q] == 0 {
+                    continue;
+                }
+                let at = r * ldc + V::W * q;
+                let x = match end {
+                    End::Store => x,
+                    End::AddStore(add) => V::add(load_lanes(add.add(at), lanes[q]), x),
+                };
+                store_lanes(x, c.add(at), lanes[q]);
+            }
+        }
+    }
+}
+
+/// The portable register: eight logical lanes in plain Rust, [`f32::mul_add`] per lane
+/// (libm's exactly rounded `fmaf` on a target without FMA).
+#[derive(Clone, Copy)]
+struct Portable8([f32; 8]);
+
+impl Lanes for Portable8 {
+    const W: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Portable8([0.0; 8])
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Portable8([x; 8])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees p[0..8] is readable.
+        Portable8(unsafe { p.cast::<[f32; 8]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> Self {
+        let mut v = [0.0; 8];
+        for (i, x) in v.iter_mut().enumerate().take(n) {
+            // SAFETY: i < n and the caller guarantees p[0..n] is readable.
+            *x = unsafe { *p.add(i) };
+        }
+        Portable8(v)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller guarantees p[0..8] is writable.
+        unsafe { p.cast::<[f32; 8]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, n: usize) {
+        for (i, &x) in self.0.iter().enumerate().take(n) {
+            // SAFETY: i < n and the caller guarantees p[0..n] is writable.
+            unsafe { *p.add(i) = x };
+        }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        Portable8(core::array::from_fn(|i| a.0[i].mul_add(b.0[i], c.0[i])))
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Portable8(core::array::from_fn(|i| a.0[i] + b.0[i]))
+    }
+}
+
+/// The x86-64 registers: `Ymm` (AVX2 + FMA) and `Zmm` (AVX-512), explicit intrinsics so
+/// the accumulators stay in registers. Only inlined into `gemm_avx2` / `gemm_avx512`,
+/// which are compiled with the features these intrinsics need.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{APanel, End, Start};
+    use super::Lanes;
     use std::arch::x86_64::*;
 
-    /// `R x (8 NV)` tile in 256-bit registers (`NV` registers per row); same contract
-    /// as [`super::tile_edge`] with `nr = 8 NV`, plus: the CPU supports AVX2 and FMA
-    /// (only inlined into `gemm_avx2`).
+    /// A 256-bit register of 8 lanes.
+    #[derive(Clone, Copy)]
+    pub(super) struct Ymm(__m256);
+
+    /// The mask of the first `n` lanes of a [`Ymm`] (sign bit set where `lane < n`).
+    ///
+    /// # Safety
+    /// The CPU supports AVX2.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_avx2<const R: usize, const NV: usize>(
-        kb: usize,
-        a: APanel,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        start: Start,
-        end: End,
-    ) {
-        // SAFETY (whole body): every offset stays within the tile's contract, and the
-        // CPU supports AVX2 and FMA (contract).
+    unsafe fn ymm_mask(n: usize) -> __m256i {
+        // SAFETY: register-only AVX2 operations (contract).
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); NV]; R];
-            match start {
-                Start::Zero => {}
-                Start::Bias(bias) => {
-                    let mut v = [_mm256_setzero_ps(); NV];
-                    for (q, x) in v.iter_mut().enumerate() {
-                        *x = _mm256_loadu_ps(bias.add(8 * q));
-                    }
-                    acc = [v; R];
-                }
-                Start::Load => {
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        for (q, x) in row.iter_mut().enumerate() {
-                            *x = _mm256_loadu_ps(c.add(r * ldc + 8 * q));
-                        }
-                    }
-                }
-            }
-            let mut ap = a.ptr;
-            let mut bp = b;
-            for _ in 0..kb {
-                let mut bv = [_mm256_setzero_ps(); NV];
-                for (q, x) in bv.iter_mut().enumerate() {
-                    *x = _mm256_loadu_ps(bp.add(8 * q));
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_ps(*ap.add(r * a.rs));
-                    for (x, &bq) in row.iter_mut().zip(bv.iter()) {
-                        *x = _mm256_fmadd_ps(av, bq, *x);
-                    }
-                }
-                ap = ap.add(a.cs);
-                bp = bp.add(ldb);
-            }
-            for (r, row) in acc.iter().enumerate() {
-                for (q, &x) in row.iter().enumerate() {
-                    let x = match end {
-                        End::Store => x,
-                        End::AddStore(add) => {
-                            _mm256_add_ps(_mm256_loadu_ps(add.add(r * ldc + 8 * q)), x)
-                        }
-                    };
-                    _mm256_storeu_ps(c.add(r * ldc + 8 * q), x);
-                }
-            }
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(n as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        }
+    }
+
+    // SAFETY (every method): the CPU supports AVX2 and FMA (the trait's contract: these
+    // are only inlined into `gemm_avx2`), and the pointer methods' ranges are the
+    // caller's to guarantee; masked lanes are neither read nor written (and never
+    // fault).
+    impl Lanes for Ymm {
+        const W: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Ymm(_mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Ymm(_mm256_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Ymm(_mm256_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn load_n(p: *const f32, n: usize) -> Self {
+            unsafe { Ymm(_mm256_maskload_ps(p, ymm_mask(n))) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn store_n(self, p: *mut f32, n: usize) {
+            unsafe { _mm256_maskstore_ps(p, ymm_mask(n), self.0) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Ymm(_mm256_fmadd_ps(a.0, b.0, c.0)) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { Ymm(_mm256_add_ps(a.0, b.0)) }
+        }
+    }
+
+    /// A 512-bit register of 16 lanes.
+    #[derive(Clone, Copy)]
+    pub(super) struct Zmm(__m512);
+
+    /// The mask of the first `n` (`< 16`) lanes of a [`Zmm`].
+    #[inline(always)]
+    fn zmm_mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    // SAFETY (every method): the CPU supports AVX-512F (the trait's contract: these are
+    // only inlined into `gemm_avx512`), and the pointer methods' ranges are the
+    // caller's to guarantee; masked lanes are neither read nor written (and never
+    // fault).
+    impl Lanes for Zmm {
+        const W: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Zmm(_mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Zmm(_mm512_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Zmm(_mm512_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn load_n(p: *const f32, n: usize) -> Self {
+            unsafe { Zmm(_mm512_maskz_loadu_ps(zmm_mask(n), p)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn store_n(self, p: *mut f32, n: usize) {
+            unsafe { _mm512_mask_storeu_ps(p, zmm_mask(n), self.0) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Zmm(_mm512_fmadd_ps(a.0, b.0, c.0)) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { Zmm(_mm512_add_ps(a.0, b.0)) }
         }
     }
 }

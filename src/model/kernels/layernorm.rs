@@ -1,6 +1,8 @@
 //! Owns layer normalisation over the channel dimension ([`layernorm_forward`],
 //! [`layernorm_backward`]). Must never normalise across rows (rows stay independent).
 
+use crate::isa::dispatch;
+
 use super::{dot_rows, sum_rows};
 
 /// Rows normalised together: their reductions' add chains are interleaved
@@ -40,7 +42,7 @@ pub fn layernorm_forward(
     ))
 }
 
-/// Body of [`layernorm_forward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`layernorm_forward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn layernorm_forward_impl(
@@ -159,7 +161,7 @@ pub fn layernorm_backward(
     ))
 }
 
-/// Body of [`layernorm_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`layernorm_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn layernorm_backward_impl(

@@ -10,6 +10,8 @@
 //! `n` rows over calls gives the same bits. The weight gradients sum over all `n` rows
 //! in row order; a caller that splits rows gets per-part partial sums instead.
 
+use crate::isa::dispatch;
+
 use super::gemm::{gemm, gemm_then_add, Init};
 use super::split::{rows, RowSplit, Serial, SharedMut};
 
@@ -221,7 +223,7 @@ fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
     dispatch!(bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize))
 }
 
-/// Body of [`bias_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`bias_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
     for row in dout.chunks_exact(oc).take(n) {

@@ -30,39 +30,9 @@
 //!   softmaxes and GELU vectorise and do not depend on the platform's libm. The only
 //!   libm call is one `ln` per row for the cross-entropy loss value (no gradient
 //!   depends on it); `sqrt` is correctly rounded everywhere.
-//! * Elementwise and row kernels run through `dispatch!` (8-wide AVX2 when
-//!   available, same bits); matmuls through [`gemm::Path`].
-
-/// `dispatch!(body_fn(arg: Type, ...))` calls `body_fn(arg, ...)` from a function
-/// compiled with AVX2 and FMA enabled when the CPU has them (run-time detection), so
-/// the loops of `body_fn` (which must be `#[inline(always)]`) vectorise 8 wide instead
-/// of 4; otherwise calls it directly. The results are the same bits either way: Rust
-/// never contracts a multiply and an add into an FMA (the only fused operations are
-/// explicit [`f32::mul_add`] calls, in [`exp`], exact on both paths), so only the
-/// vector width changes, and every reduction here has an explicit fixed order ([`sum`],
-/// [`dot`]).
-macro_rules! dispatch {
-    ($body:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            /// The AVX2-compiled trampoline.
-            ///
-            /// # Safety
-            /// The CPU must support AVX2 and FMA.
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2($($arg: $ty),*) {
-                $body($($arg),*)
-            }
-            if $crate::model::kernels::gemm::Path::Avx2.supported() {
-                // SAFETY: AVX2 and FMA support was just checked at run time.
-                return unsafe { avx2($($arg),*) };
-            }
-        }
-        $body($($arg),*)
-    }};
-}
-pub(crate) use dispatch;
+//! * Elementwise and row kernels run through `dispatch!` (compiled for the
+//!   [`crate::isa::active`] path: 16-wide AVX-512, 8-wide AVX2 or portable, same
+//!   bits); matmuls through [`gemm`]'s register tiles for the same paths.
 
 pub mod attention;
 pub mod crossentropy;
@@ -243,7 +213,7 @@ fn combine(a: [f32; LANES]) -> f32 {
 /// `1.5 * 2^23` trick and a two-part `ln2`, a degree-6 polynomial for `e^r` on
 /// `|r| <= ln2 / 2` in Horner form, and `2^n` built from its exponent bits. The
 /// reduction and the polynomial use fused multiply-adds ([`f32::mul_add`], exact on
-/// every platform: a hardware FMA under `dispatch!`'s AVX2 path, libm's `fmaf`
+/// every platform: a hardware FMA under `dispatch!`'s AVX2 and AVX-512 paths, libm's `fmaf`
 /// elsewhere), which halves the dependent chain that bounds this function's speed.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {

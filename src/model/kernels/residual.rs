@@ -1,12 +1,14 @@
 //! Owns the residual connection ([`residual_forward`], [`residual_backward`]).
 //! Must never do more than elementwise adds.
 
+use crate::isa::dispatch;
+
 /// `out[i] = a[i] + b[i]`. Shapes: all `[len]`, equal lengths.
 pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) {
     dispatch!(residual_forward_impl(out: &mut [f32], a: &[f32], b: &[f32]))
 }
 
-/// Body of [`residual_forward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`residual_forward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn residual_forward_impl(out: &mut [f32], a: &[f32], b: &[f32]) {
     debug_assert!(out.len() == a.len() && a.len() == b.len());
@@ -21,7 +23,7 @@ pub fn residual_backward(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
     dispatch!(residual_backward_impl(da: &mut [f32], db: &mut [f32], dout: &[f32]))
 }
 
-/// Body of [`residual_backward`] (inlined into the AVX2 trampoline of `dispatch!`).
+/// Body of [`residual_backward`] (inlined into the trampolines of `dispatch!`).
 #[inline(always)]
 fn residual_backward_impl(da: &mut [f32], db: &mut [f32], dout: &[f32]) {
     debug_assert!(da.len() == dout.len() && db.len() == dout.len());

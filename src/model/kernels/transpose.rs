@@ -1,7 +1,8 @@
 //! Owns [`transpose`]: copying a strided `[rows, cols]` block into a dense
 //! `[cols, rows]` buffer (attention's per-head `K^T` and `V^T`).
 //! Must never compute anything: it only moves floats, so which path runs (8 x 8 AVX
-//! register blocks or the plain loop) can never change a result.
+//! register blocks on the AVX2 and AVX-512 paths, the plain loop on the portable one)
+//! can never change a result.
 
 /// `dst[c * rows + r] = src[r * src_rs + c]` for `r < rows`, `c < cols`.
 ///
@@ -20,9 +21,10 @@ pub fn transpose(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, src_rs:
         "transpose: source too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if super::gemm::Path::Avx2.supported() {
+    if crate::isa::active() != crate::isa::Isa::Portable {
         // SAFETY: both slices were checked long enough for the shape just above, and
-        // AVX2 support was checked at run time.
+        // the AVX2 and AVX-512 paths are only active on a CPU with AVX2 (checked at
+        // run time when they were chosen).
         unsafe { x86::transpose_avx2(dst, src, rows, cols, src_rs) };
         return;
     }
