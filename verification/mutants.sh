@@ -36,6 +36,8 @@ run_check() {
   case $tool in
     loom|shuttle|prop|test)
       (cd "$SCRATCH/work" && timeout "$TIMEOUT" cargo test -q --test "$target" -- $filter) >"$log" 2>&1 ;;
+    lib)
+      (cd "$SCRATCH/work" && timeout "$TIMEOUT" cargo test -q --lib -- "$target") >"$log" 2>&1 ;;
     fuzz)
       (cd "$SCRATCH/work" && CLLM_FUZZ_TARGETS=$target timeout "$((TIMEOUT + FUZZ_SECONDS))" \
         bash verification/fuzz.sh "$FUZZ_SECONDS") >"$log" 2>&1 ;;
