@@ -1,7 +1,7 @@
 //! Owns the choice of instruction set: which compiled variant of the kernels runs
 //! ([`Isa`]), run-time feature detection, the process-wide selection (`CLLM_ISA` or
 //! [`select`]) with a per-thread override for tests ([`scoped`]), and the `dispatch!`
-//! macro that calls one kernel body compiled for the selected ISA.
+//! and `kernel!` macros that run one kernel body compiled for the selected ISA.
 //! Must never compute anything itself and never let the choice change a result: every
 //! kernel is written once, and every ISA runs the same sequence of rounded operations
 //! (the canonical order below), so the paths differ only in speed.
@@ -311,6 +311,24 @@ macro_rules! dispatch {
     }};
 }
 pub(crate) use dispatch;
+
+/// `kernel! { /// doc ... pub fn name(arg: Type, ...) { body } }` defines `name` with
+/// its body written once and compiled for every path by [`dispatch!`]: the body
+/// becomes an `#[inline(always)]` inner function, so its loops are vectorised inside
+/// each trampoline at that path's width. The signature is written once, here; the
+/// body must return `()`.
+macro_rules! kernel {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            $crate::isa::dispatch!(body($($arg: $ty),*))
+        }
+    };
+}
+pub(crate) use kernel;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@
 //! additions in the same order (no FMA, no reassociation), so they give the same bits;
 //! the tests check this on random data.
 
-use crate::isa::{dispatch, Isa};
+use crate::isa::{kernel, Isa};
 use core::ops::Range;
 
 /// Floats per chunk of the chunked tree evaluation (16 KiB of each input).
@@ -73,30 +73,22 @@ fn tree(inputs: &[&[f32]], range: Range<usize>, out: &mut [f32], scratch: &mut [
     }
 }
 
-/// `out[i] = a[i] + b[i]` on the active path.
-fn add(out: &mut [f32], a: &[f32], b: &[f32]) {
-    debug_assert!(out.len() == a.len() && a.len() == b.len());
-    dispatch!(add_body(out: &mut [f32], a: &[f32], b: &[f32]))
-}
-
-/// `out[i] += b[i]` on the active path.
-fn add_assign(out: &mut [f32], b: &[f32]) {
-    debug_assert!(out.len() == b.len());
-    dispatch!(add_assign_body(out: &mut [f32], b: &[f32]))
-}
-
-/// Body of [`add`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-fn add_body(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        *o = *x + *y;
+kernel! {
+    /// `out[i] = a[i] + b[i]` on the active path.
+    fn add(out: &mut [f32], a: &[f32], b: &[f32]) {
+        debug_assert!(out.len() == a.len() && a.len() == b.len());
+        for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+            *o = *x + *y;
+        }
     }
 }
 
-/// Body of [`add_assign`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-fn add_assign_body(out: &mut [f32], b: &[f32]) {
-    for (o, y) in out.iter_mut().zip(b) {
-        *o += *y;
+kernel! {
+    /// `out[i] += b[i]` on the active path.
+    fn add_assign(out: &mut [f32], b: &[f32]) {
+        debug_assert!(out.len() == b.len());
+        for (o, y) in out.iter_mut().zip(b) {
+            *o += *y;
+        }
     }
 }

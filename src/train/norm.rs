@@ -14,7 +14,7 @@
 //! `tests/train_optim.rs` (partition independence, and the order against an
 //! independent transcription of this paragraph).
 
-use crate::isa::dispatch;
+use crate::isa::kernel;
 
 /// Floats per block of the norm computation (and the alignment of parameter parts).
 pub const NORM_BLOCK: usize = 256;
@@ -22,20 +22,16 @@ pub const NORM_BLOCK: usize = 256;
 /// Interleaved partial sums within a block.
 const LANES: usize = 16;
 
-/// Sum of squares of each block of `grad` that starts in `range` (`range.start` must
-/// be a multiple of [`NORM_BLOCK`]; `range.end` a multiple or the buffer end),
-/// scaled by `scale` before squaring. One value per block, in order.
-pub fn block_sums(grad: &[f32], range: core::ops::Range<usize>, scale: f32, out: &mut Vec<f64>) {
-    debug_assert_eq!(range.start % NORM_BLOCK, 0);
-    let grad = &grad[range];
-    dispatch!(block_sums_impl(grad: &[f32], scale: f32, out: &mut Vec<f64>))
-}
-
-/// Body of [`block_sums`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-fn block_sums_impl(grad: &[f32], scale: f32, out: &mut Vec<f64>) {
-    out.clear();
-    out.extend(grad.chunks(NORM_BLOCK).map(|block| block_sum(block, scale)));
+kernel! {
+    /// Sum of squares of each block of `grad` that starts in `range` (`range.start` must
+    /// be a multiple of [`NORM_BLOCK`]; `range.end` a multiple or the buffer end),
+    /// scaled by `scale` before squaring. One value per block, in order.
+    pub fn block_sums(grad: &[f32], range: core::ops::Range<usize>, scale: f32, out: &mut Vec<f64>) {
+        debug_assert_eq!(range.start % NORM_BLOCK, 0);
+        let grad = &grad[range];
+        out.clear();
+        out.extend(grad.chunks(NORM_BLOCK).map(|block| block_sum(block, scale)));
+    }
 }
 
 /// One block's sum of squares, in the order of the module doc.

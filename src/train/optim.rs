@@ -5,6 +5,7 @@
 //! so updating `0..n` at once or as any set of disjoint ranges (a sharded optimizer)
 //! gives bitwise identical parameters.
 
+use crate::isa::kernel;
 use core::ops::Range;
 
 /// AdamW hyper-parameters (defaults: the GPT-2/nanoGPT choice).
@@ -147,22 +148,13 @@ pub fn update_part(
     }
 }
 
-/// The elementwise update over one span with one weight-decay value, through the
-/// `dispatch!` (16 lanes on AVX-512, 8 on AVX2, 4 portable). The expression and so the
-/// bits are the same on every path: Rust does not fuse or reorder float operations, only the
-/// vector width changes.
-#[allow(clippy::too_many_arguments)]
-fn update_span(
-    cfg: &AdamWConfig,
-    s: &StepScalars,
-    weight_decay: f32,
-    span: Range<usize>,
-    params: &mut [f32],
-    grads: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
-    crate::isa::dispatch!(update_span_body(
+kernel! {
+    /// The elementwise update over one span with one weight-decay value, compiled for
+    /// every instruction-set path (16 lanes on AVX-512, 8 on AVX2, 4 portable). The
+    /// expression and so the bits are the same on every path: Rust does not fuse or
+    /// reorder float operations, only the vector width changes.
+    #[allow(clippy::too_many_arguments)]
+    fn update_span(
         cfg: &AdamWConfig,
         s: &StepScalars,
         weight_decay: f32,
@@ -171,34 +163,20 @@ fn update_span(
         grads: &[f32],
         m: &mut [f32],
         v: &mut [f32],
-    ))
-}
-
-/// Body of [`update_span`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn update_span_body(
-    cfg: &AdamWConfig,
-    s: &StepScalars,
-    weight_decay: f32,
-    span: Range<usize>,
-    params: &mut [f32],
-    grads: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
-    let decay_factor = 1.0 - s.lr * weight_decay;
-    let (b1, b2) = (cfg.beta1, cfg.beta2);
-    let p = &mut params[span.clone()];
-    let g = &grads[span.clone()];
-    let m = &mut m[span.clone()];
-    let v = &mut v[span];
-    for i in 0..p.len() {
-        let grad = g[i] * s.grad_scale;
-        m[i] = b1 * m[i] + (1.0 - b1) * grad;
-        v[i] = b2 * v[i] + (1.0 - b2) * (grad * grad);
-        let m_hat = m[i] / s.bias1;
-        let v_hat = v[i] / s.bias2;
-        p[i] = p[i] * decay_factor - s.lr * (m_hat / (v_hat.sqrt() + cfg.eps));
+    ) {
+        let decay_factor = 1.0 - s.lr * weight_decay;
+        let (b1, b2) = (cfg.beta1, cfg.beta2);
+        let p = &mut params[span.clone()];
+        let g = &grads[span.clone()];
+        let m = &mut m[span.clone()];
+        let v = &mut v[span];
+        for i in 0..p.len() {
+            let grad = g[i] * s.grad_scale;
+            m[i] = b1 * m[i] + (1.0 - b1) * grad;
+            v[i] = b2 * v[i] + (1.0 - b2) * (grad * grad);
+            let m_hat = m[i] / s.bias1;
+            let v_hat = v[i] / s.bias2;
+            p[i] = p[i] * decay_factor - s.lr * (m_hat / (v_hat.sqrt() + cfg.eps));
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! same block through `0 * inf`; the loss is non-finite then anyway).
 //! The blocks depend on `t` only, so results stay bitwise reproducible.
 
-use crate::isa::dispatch;
+use crate::isa::kernel;
 
 use super::gemm::{gemm, Init};
 use super::transpose::transpose;
@@ -62,31 +62,23 @@ fn with_head_transposed<R>(
     })
 }
 
-/// Causal multi-head self-attention.
-///
-/// `qkv [b*t, 3c]` holds `[q | k | v]` per row; head `h` uses columns
-/// `h*hs..(h+1)*hs` of each, `hs = c / nh`; scores are scaled by `1 / sqrt(hs)`.
-/// Writes `att [b, nh, t, t]`, the softmax probabilities (row `t1` is zero past
-/// column `t1`; saved for [`attention_backward`]) and `out [b*t, c]`, the heads
-/// concatenated: `out[b, t1, h] = sum_{t2 <= t1} att[b, h, t1, t2] v[b, t2, h]`.
-/// Overwrites `out` and `att`.
-///
-/// Per `(b, h)`: `scores = Q K^T` and `out = att V` through [`gemm`] in causal row
-/// blocks (see the module doc), and a row softmax over columns `0..=t1`.
-///
-/// # Panics
-/// If `nh` is zero or a slice is shorter than its shape (`c % nh == 0` is checked by
-/// `debug_assert!`).
-pub fn attention_forward(
-    out: &mut [f32],
-    att: &mut [f32],
-    qkv: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
-    dispatch!(attention_forward_impl(
+kernel! {
+    /// Causal multi-head self-attention.
+    ///
+    /// `qkv [b*t, 3c]` holds `[q | k | v]` per row; head `h` uses columns
+    /// `h*hs..(h+1)*hs` of each, `hs = c / nh`; scores are scaled by `1 / sqrt(hs)`.
+    /// Writes `att [b, nh, t, t]`, the softmax probabilities (row `t1` is zero past
+    /// column `t1`; saved for [`attention_backward`]) and `out [b*t, c]`, the heads
+    /// concatenated: `out[b, t1, h] = sum_{t2 <= t1} att[b, h, t1, t2] v[b, t2, h]`.
+    /// Overwrites `out` and `att`.
+    ///
+    /// Per `(b, h)`: `scores = Q K^T` and `out = att V` through [`gemm`] in causal row
+    /// blocks (see the module doc), and a row softmax over columns `0..=t1`.
+    ///
+    /// # Panics
+    /// If `nh` is zero or a slice is shorter than its shape (`c % nh == 0` is checked by
+    /// `debug_assert!`).
+    pub fn attention_forward(
         out: &mut [f32],
         att: &mut [f32],
         qkv: &[f32],
@@ -94,138 +86,116 @@ pub fn attention_forward(
         t: usize,
         c: usize,
         nh: usize,
-    ))
-}
-
-/// Body of [`attention_forward`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-fn attention_forward_impl(
-    out: &mut [f32],
-    att: &mut [f32],
-    qkv: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
-    debug_assert_eq!(c % nh, 0);
-    debug_assert_eq!(out.len(), b * t * c);
-    debug_assert_eq!(att.len(), b * nh * t * t);
-    debug_assert_eq!(qkv.len(), b * t * 3 * c);
-    let hs = c / nh;
-    if t == 0 || hs == 0 {
-        return;
-    }
-    let scale = 1.0 / (hs as f32).sqrt();
-    let c3 = 3 * c;
-    for bi in 0..b {
-        let base = bi * t * c3;
-        if bi + 1 < b {
-            // The next batch row's input and outputs, while this one is computed.
-            let next = bi + 1;
-            prefetch_l2(&qkv[next * t * c3..(next + 1) * t * c3]);
-            prefetch_l2(&att[next * nh * t * t..(next + 1) * nh * t * t]);
-            prefetch_l2(&out[next * t * c..(next + 1) * t * c]);
+    ) {
+        debug_assert_eq!(c % nh, 0);
+        debug_assert_eq!(out.len(), b * t * c);
+        debug_assert_eq!(att.len(), b * nh * t * t);
+        debug_assert_eq!(qkv.len(), b * t * 3 * c);
+        let hs = c / nh;
+        if t == 0 || hs == 0 {
+            return;
         }
-        for h in 0..nh {
-            let a0 = (bi * nh + h) * t * t;
-            let att_bh = &mut att[a0..a0 + t * t];
-            let q = &qkv[base + h * hs..];
-            // scores[t1, t2] = q[t1] . k[t2] for t2 below the end of t1's row block (the
-            // rest of the row is masked below).
-            with_head_transposed(qkv, base + c + h * hs, t, hs, c, |kt| {
+        let scale = 1.0 / (hs as f32).sqrt();
+        let c3 = 3 * c;
+        for bi in 0..b {
+            let base = bi * t * c3;
+            if bi + 1 < b {
+                // The next batch row's input and outputs, while this one is computed.
+                let next = bi + 1;
+                prefetch_l2(&qkv[next * t * c3..(next + 1) * t * c3]);
+                prefetch_l2(&att[next * nh * t * t..(next + 1) * nh * t * t]);
+                prefetch_l2(&out[next * t * c..(next + 1) * t * c]);
+            }
+            for h in 0..nh {
+                let a0 = (bi * nh + h) * t * t;
+                let att_bh = &mut att[a0..a0 + t * t];
+                let q = &qkv[base + h * hs..];
+                // scores[t1, t2] = q[t1] . k[t2] for t2 below the end of t1's row block (the
+                // rest of the row is masked below).
+                with_head_transposed(qkv, base + c + h * hs, t, hs, c, |kt| {
+                    for (r0, r1) in row_blocks(t) {
+                        let rows = &mut att_bh[r0 * t..];
+                        gemm(
+                            r1 - r0,
+                            causal_cols(r1, t),
+                            hs,
+                            &q[r0 * c3..],
+                            c3,
+                            1,
+                            kt,
+                            t,
+                            1,
+                            rows,
+                            t,
+                            Init::Zero,
+                        );
+                    }
+                });
+                for (t1, row) in att_bh.chunks_exact_mut(t).enumerate() {
+                    // The softmax runs over whole 8-lane groups (no scalar tail): the
+                    // columns up to `padded` were written by the score matmul above (they
+                    // lie inside `causal_cols` of t1's block), and the masked ones among
+                    // them are zeroed after the exponential, before anything sums them.
+                    let live = t1 + 1;
+                    let padded = live.next_multiple_of(8).min(t);
+                    let (head, masked) = row.split_at_mut(padded);
+                    for s in head.iter_mut() {
+                        *s *= scale;
+                    }
+                    let maxval = max(&head[..live]);
+                    for s in head.iter_mut() {
+                        *s = exp(*s - maxval);
+                    }
+                    head[live..].fill(0.0);
+                    let inv = 1.0 / sum(head);
+                    for s in head.iter_mut() {
+                        *s *= inv;
+                    }
+                    masked.fill(0.0);
+                }
+                // out[t1] = sum_t2 att[t1, t2] v[t2] over t2 below the end of t1's row block
+                // (masked entries inside the block are exact zeros).
+                let v = &qkv[base + 2 * c + h * hs..];
+                let o = &mut out[bi * t * c + h * hs..];
                 for (r0, r1) in row_blocks(t) {
-                    let rows = &mut att_bh[r0 * t..];
+                    let a = &att_bh[r0 * t..];
                     gemm(
                         r1 - r0,
-                        causal_cols(r1, t),
                         hs,
-                        &q[r0 * c3..],
+                        r1,
+                        a,
+                        t,
+                        1,
+                        v,
                         c3,
                         1,
-                        kt,
-                        t,
-                        1,
-                        rows,
-                        t,
+                        &mut o[r0 * c..],
+                        c,
                         Init::Zero,
                     );
                 }
-            });
-            for (t1, row) in att_bh.chunks_exact_mut(t).enumerate() {
-                // The softmax runs over whole 8-lane groups (no scalar tail): the
-                // columns up to `padded` were written by the score matmul above (they
-                // lie inside `causal_cols` of t1's block), and the masked ones among
-                // them are zeroed after the exponential, before anything sums them.
-                let live = t1 + 1;
-                let padded = live.next_multiple_of(8).min(t);
-                let (head, masked) = row.split_at_mut(padded);
-                for s in head.iter_mut() {
-                    *s *= scale;
-                }
-                let maxval = max(&head[..live]);
-                for s in head.iter_mut() {
-                    *s = exp(*s - maxval);
-                }
-                head[live..].fill(0.0);
-                let inv = 1.0 / sum(head);
-                for s in head.iter_mut() {
-                    *s *= inv;
-                }
-                masked.fill(0.0);
-            }
-            // out[t1] = sum_t2 att[t1, t2] v[t2] over t2 below the end of t1's row block
-            // (masked entries inside the block are exact zeros).
-            let v = &qkv[base + 2 * c + h * hs..];
-            let o = &mut out[bi * t * c + h * hs..];
-            for (r0, r1) in row_blocks(t) {
-                let a = &att_bh[r0 * t..];
-                gemm(
-                    r1 - r0,
-                    hs,
-                    r1,
-                    a,
-                    t,
-                    1,
-                    v,
-                    c3,
-                    1,
-                    &mut o[r0 * c..],
-                    c,
-                    Init::Zero,
-                );
             }
         }
     }
 }
 
-/// Backward of [`attention_forward`], overwriting `dqkv [b*t, 3c]` (every element is
-/// written once: each row block of each head's `dq`, `dk` and `dv` by one matmul).
-///
-/// `datt_scratch [b, nh, t, t]` is caller-provided scratch (its contents on entry are
-/// irrelevant; on return it holds the gradients of the scaled scores, zero above the
-/// diagonal). `dout [b*t, c]`, `qkv [b*t, 3c]` and `att [b, nh, t, t]` are the
-/// forward's input and saved output.
-///
-/// Per `(b, h)`, through [`gemm`]: `datt = dout V^T`, `dV = att^T dout`, the softmax
-/// backward `dpre = att * (datt - sum(att * datt)) * scale` row by row, then
-/// `dQ = dpre K` and `dK = dpre^T Q`.
-///
-/// # Panics
-/// As [`attention_forward`].
-#[allow(clippy::too_many_arguments)]
-pub fn attention_backward(
-    dqkv: &mut [f32],
-    datt_scratch: &mut [f32],
-    dout: &[f32],
-    qkv: &[f32],
-    att: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
-    dispatch!(attention_backward_impl(
+kernel! {
+    /// Backward of [`attention_forward`], overwriting `dqkv [b*t, 3c]` (every element is
+    /// written once: each row block of each head's `dq`, `dk` and `dv` by one matmul).
+    ///
+    /// `datt_scratch [b, nh, t, t]` is caller-provided scratch (its contents on entry are
+    /// irrelevant; on return it holds the gradients of the scaled scores, zero above the
+    /// diagonal). `dout [b*t, c]`, `qkv [b*t, 3c]` and `att [b, nh, t, t]` are the
+    /// forward's input and saved output.
+    ///
+    /// Per `(b, h)`, through [`gemm`]: `datt = dout V^T`, `dV = att^T dout`, the softmax
+    /// backward `dpre = att * (datt - sum(att * datt)) * scale` row by row, then
+    /// `dQ = dpre K` and `dK = dpre^T Q`.
+    ///
+    /// # Panics
+    /// As [`attention_forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward(
         dqkv: &mut [f32],
         datt_scratch: &mut [f32],
         dout: &[f32],
@@ -235,130 +205,115 @@ pub fn attention_backward(
         t: usize,
         c: usize,
         nh: usize,
-    ))
-}
-
-/// Body of [`attention_backward`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attention_backward_impl(
-    dqkv: &mut [f32],
-    datt_scratch: &mut [f32],
-    dout: &[f32],
-    qkv: &[f32],
-    att: &[f32],
-    b: usize,
-    t: usize,
-    c: usize,
-    nh: usize,
-) {
-    debug_assert_eq!(c % nh, 0);
-    debug_assert_eq!(dqkv.len(), b * t * 3 * c);
-    debug_assert_eq!(datt_scratch.len(), b * nh * t * t);
-    debug_assert_eq!(dout.len(), b * t * c);
-    debug_assert_eq!(qkv.len(), b * t * 3 * c);
-    debug_assert_eq!(att.len(), b * nh * t * t);
-    let hs = c / nh;
-    if t == 0 || hs == 0 {
-        return;
-    }
-    let scale = 1.0 / (hs as f32).sqrt();
-    let c3 = 3 * c;
-    for bi in 0..b {
-        let base = bi * t * c3;
-        if bi + 1 < b {
-            // The next batch row's inputs and outputs, while this one is computed.
-            let next = bi + 1;
-            prefetch_l2(&att[next * nh * t * t..(next + 1) * nh * t * t]);
-            prefetch_l2(&qkv[next * t * c3..(next + 1) * t * c3]);
-            prefetch_l2(&dout[next * t * c..(next + 1) * t * c]);
-            prefetch_l2(&datt_scratch[next * nh * t * t..(next + 1) * nh * t * t]);
-            prefetch_l2(&dqkv[next * t * c3..(next + 1) * t * c3]);
+    ) {
+        debug_assert_eq!(c % nh, 0);
+        debug_assert_eq!(dqkv.len(), b * t * 3 * c);
+        debug_assert_eq!(datt_scratch.len(), b * nh * t * t);
+        debug_assert_eq!(dout.len(), b * t * c);
+        debug_assert_eq!(qkv.len(), b * t * 3 * c);
+        debug_assert_eq!(att.len(), b * nh * t * t);
+        let hs = c / nh;
+        if t == 0 || hs == 0 {
+            return;
         }
-        for h in 0..nh {
-            let a0 = (bi * nh + h) * t * t;
-            let att_bh = &att[a0..a0 + t * t];
-            let datt = &mut datt_scratch[a0..a0 + t * t];
-            let g = &dout[bi * t * c + h * hs..];
-            let (qo, ko, vo) = (base + h * hs, base + c + h * hs, base + 2 * c + h * hs);
-            // datt[t1, t2] = dout[t1] . v[t2] (up to the end of t1's row block).
-            with_head_transposed(qkv, vo, t, hs, c, |vt| {
+        let scale = 1.0 / (hs as f32).sqrt();
+        let c3 = 3 * c;
+        for bi in 0..b {
+            let base = bi * t * c3;
+            if bi + 1 < b {
+                // The next batch row's inputs and outputs, while this one is computed.
+                let next = bi + 1;
+                prefetch_l2(&att[next * nh * t * t..(next + 1) * nh * t * t]);
+                prefetch_l2(&qkv[next * t * c3..(next + 1) * t * c3]);
+                prefetch_l2(&dout[next * t * c..(next + 1) * t * c]);
+                prefetch_l2(&datt_scratch[next * nh * t * t..(next + 1) * nh * t * t]);
+                prefetch_l2(&dqkv[next * t * c3..(next + 1) * t * c3]);
+            }
+            for h in 0..nh {
+                let a0 = (bi * nh + h) * t * t;
+                let att_bh = &att[a0..a0 + t * t];
+                let datt = &mut datt_scratch[a0..a0 + t * t];
+                let g = &dout[bi * t * c + h * hs..];
+                let (qo, ko, vo) = (base + h * hs, base + c + h * hs, base + 2 * c + h * hs);
+                // datt[t1, t2] = dout[t1] . v[t2] (up to the end of t1's row block).
+                with_head_transposed(qkv, vo, t, hs, c, |vt| {
+                    for (r0, r1) in row_blocks(t) {
+                        let rows = &mut datt[r0 * t..];
+                        gemm(
+                            r1 - r0,
+                            causal_cols(r1, t),
+                            hs,
+                            &g[r0 * c..],
+                            c,
+                            1,
+                            vt,
+                            t,
+                            1,
+                            rows,
+                            t,
+                            Init::Zero,
+                        );
+                    }
+                });
+                // dv[t2] = sum_{t1 >= r0} att[t1, t2] dout[t1] for t2 in the block r0..r1
+                // (att[t1, t2] = 0 for t1 < t2). A(i, kk) = att[(r0 + kk) t + r0 + i].
                 for (r0, r1) in row_blocks(t) {
-                    let rows = &mut datt[r0 * t..];
+                    let a = &att_bh[r0 * t + r0..];
+                    let dst = &mut dqkv[vo + r0 * c3..];
                     gemm(
                         r1 - r0,
-                        causal_cols(r1, t),
                         hs,
+                        t - r0,
+                        a,
+                        1,
+                        t,
                         &g[r0 * c..],
                         c,
                         1,
-                        vt,
-                        t,
-                        1,
-                        rows,
-                        t,
+                        dst,
+                        c3,
                         Init::Zero,
                     );
                 }
-            });
-            // dv[t2] = sum_{t1 >= r0} att[t1, t2] dout[t1] for t2 in the block r0..r1
-            // (att[t1, t2] = 0 for t1 < t2). A(i, kk) = att[(r0 + kk) t + r0 + i].
-            for (r0, r1) in row_blocks(t) {
-                let a = &att_bh[r0 * t + r0..];
-                let dst = &mut dqkv[vo + r0 * c3..];
-                gemm(
-                    r1 - r0,
-                    hs,
-                    t - r0,
-                    a,
-                    1,
-                    t,
-                    &g[r0 * c..],
-                    c,
-                    1,
-                    dst,
-                    c3,
-                    Init::Zero,
-                );
-            }
-            // Through the softmax and the scale.
-            for (t1, (drow, arow)) in datt
-                .chunks_exact_mut(t)
-                .zip(att_bh.chunks_exact(t))
-                .enumerate()
-            {
-                let (live, masked) = drow.split_at_mut(t1 + 1);
-                let s = dot(&arow[..=t1], live);
-                for (d, &p) in live.iter_mut().zip(arow) {
-                    *d = p * (*d - s) * scale;
+                // Through the softmax and the scale.
+                for (t1, (drow, arow)) in datt
+                    .chunks_exact_mut(t)
+                    .zip(att_bh.chunks_exact(t))
+                    .enumerate()
+                {
+                    let (live, masked) = drow.split_at_mut(t1 + 1);
+                    let s = dot(&arow[..=t1], live);
+                    for (d, &p) in live.iter_mut().zip(arow) {
+                        *d = p * (*d - s) * scale;
+                    }
+                    masked.fill(0.0);
                 }
-                masked.fill(0.0);
-            }
-            // dq[t1] = sum_t2 dpre[t1, t2] k[t2];  dk[t2] = sum_t1 dpre[t1, t2] q[t1],
-            // over the same ranges as the forward's `att V` and the `dv` above.
-            for (r0, r1) in row_blocks(t) {
-                let a = &datt[r0 * t..];
-                let dst = &mut dqkv[qo + r0 * c3..];
-                gemm(
-                    r1 - r0,
-                    hs,
-                    r1,
-                    a,
-                    t,
-                    1,
-                    &qkv[ko..],
-                    c3,
-                    1,
-                    dst,
-                    c3,
-                    Init::Zero,
-                );
-            }
-            for (r0, r1) in row_blocks(t) {
-                let a = &datt[r0 * t + r0..];
-                let q = &qkv[qo + r0 * c3..];
-                let dst = &mut dqkv[ko + r0 * c3..];
-                gemm(r1 - r0, hs, t - r0, a, 1, t, q, c3, 1, dst, c3, Init::Zero);
+                // dq[t1] = sum_t2 dpre[t1, t2] k[t2];  dk[t2] = sum_t1 dpre[t1, t2] q[t1],
+                // over the same ranges as the forward's `att V` and the `dv` above.
+                for (r0, r1) in row_blocks(t) {
+                    let a = &datt[r0 * t..];
+                    let dst = &mut dqkv[qo + r0 * c3..];
+                    gemm(
+                        r1 - r0,
+                        hs,
+                        r1,
+                        a,
+                        t,
+                        1,
+                        &qkv[ko..],
+                        c3,
+                        1,
+                        dst,
+                        c3,
+                        Init::Zero,
+                    );
+                }
+                for (r0, r1) in row_blocks(t) {
+                    let a = &datt[r0 * t + r0..];
+                    let q = &qkv[qo + r0 * c3..];
+                    let dst = &mut dqkv[ko + r0 * c3..];
+                    gemm(r1 - r0, hs, t - r0, a, 1, t, q, c3, 1, dst, c3, Init::Zero);
+                }
             }
         }
     }

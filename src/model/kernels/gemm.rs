@@ -985,45 +985,63 @@ mod x86 {
         }
     }
 
-    // SAFETY (every method): the CPU supports AVX2 and FMA (the trait's contract: these
-    // are only inlined into `gemm_avx2`), and the pointer methods' ranges are the
-    // caller's to guarantee; masked lanes are neither read nor written (and never
-    // fault).
-    impl Lanes for Ymm {
-        const W: usize = 8;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { Ymm(_mm256_setzero_ps()) }
-        }
-        #[inline(always)]
-        unsafe fn splat(x: f32) -> Self {
-            unsafe { Ymm(_mm256_set1_ps(x)) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { Ymm(_mm256_loadu_ps(p)) }
-        }
-        #[inline(always)]
-        unsafe fn load_n(p: *const f32, n: usize) -> Self {
-            unsafe { Ymm(_mm256_maskload_ps(p, ymm_mask(n))) }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm256_storeu_ps(p, self.0) }
-        }
-        #[inline(always)]
-        unsafe fn store_n(self, p: *mut f32, n: usize) {
-            unsafe { _mm256_maskstore_ps(p, ymm_mask(n), self.0) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            unsafe { Ymm(_mm256_fmadd_ps(a.0, b.0, c.0)) }
-        }
-        #[inline(always)]
-        unsafe fn add(a: Self, b: Self) -> Self {
-            unsafe { Ymm(_mm256_add_ps(a.0, b.0)) }
-        }
+    /// `impl Lanes for $reg` (a newtype over one register of `$w` lanes) from the ISA's
+    /// intrinsics: the list of operations is written once, each ISA names its own.
+    macro_rules! lanes_impl {
+        ($reg:ident, $w:expr,
+         zero: $zero:ident, splat: $splat:ident, load: $load:ident, store: $store:ident,
+         load_n: |$lp:ident, $ln:ident| $load_n:expr, store_n: |$sv:ident, $sp:ident, $sn:ident| $store_n:expr,
+         fma: |$fa:ident, $fb:ident, $fc:ident| $fma:expr, add: $add:ident) => {
+            // SAFETY (every method): the CPU supports the features named (the trait's
+            // contract: these are only inlined into the gemm variant compiled with
+            // them), and the pointer methods' ranges are the caller's to guarantee;
+            // masked lanes are neither read nor written (and never fault).
+            impl Lanes for $reg {
+                const W: usize = $w;
+                #[inline(always)]
+                unsafe fn zero() -> Self {
+                    unsafe { $reg($zero()) }
+                }
+                #[inline(always)]
+                unsafe fn splat(x: f32) -> Self {
+                    unsafe { $reg($splat(x)) }
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    unsafe { $reg($load(p)) }
+                }
+                #[inline(always)]
+                unsafe fn load_n($lp: *const f32, $ln: usize) -> Self {
+                    unsafe { $reg($load_n) }
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    unsafe { $store(p, self.0) }
+                }
+                #[inline(always)]
+                unsafe fn store_n(self, $sp: *mut f32, $sn: usize) {
+                    let $sv = self.0;
+                    unsafe { $store_n }
+                }
+                #[inline(always)]
+                unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+                    let ($fa, $fb, $fc) = (a.0, b.0, c.0);
+                    unsafe { $reg($fma) }
+                }
+                #[inline(always)]
+                unsafe fn add(a: Self, b: Self) -> Self {
+                    unsafe { $reg($add(a.0, b.0)) }
+                }
+            }
+        };
     }
+
+    lanes_impl!(Ymm, 8,
+        zero: _mm256_setzero_ps, splat: _mm256_set1_ps, load: _mm256_loadu_ps,
+        store: _mm256_storeu_ps,
+        load_n: |p, n| _mm256_maskload_ps(p, ymm_mask(n)),
+        store_n: |v, p, n| _mm256_maskstore_ps(p, ymm_mask(n), v),
+        fma: |a, b, c| _mm256_fmadd_ps(a, b, c), add: _mm256_add_ps);
 
     /// A 512-bit register of 16 lanes.
     #[derive(Clone, Copy)]
@@ -1035,43 +1053,10 @@ mod x86 {
         ((1u32 << n) - 1) as __mmask16
     }
 
-    // SAFETY (every method): the CPU supports AVX-512F (the trait's contract: these are
-    // only inlined into `gemm_avx512`), and the pointer methods' ranges are the
-    // caller's to guarantee; masked lanes are neither read nor written (and never
-    // fault).
-    impl Lanes for Zmm {
-        const W: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { Zmm(_mm512_setzero_ps()) }
-        }
-        #[inline(always)]
-        unsafe fn splat(x: f32) -> Self {
-            unsafe { Zmm(_mm512_set1_ps(x)) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { Zmm(_mm512_loadu_ps(p)) }
-        }
-        #[inline(always)]
-        unsafe fn load_n(p: *const f32, n: usize) -> Self {
-            unsafe { Zmm(_mm512_maskz_loadu_ps(zmm_mask(n), p)) }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, self.0) }
-        }
-        #[inline(always)]
-        unsafe fn store_n(self, p: *mut f32, n: usize) {
-            unsafe { _mm512_mask_storeu_ps(p, zmm_mask(n), self.0) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            unsafe { Zmm(_mm512_fmadd_ps(a.0, b.0, c.0)) }
-        }
-        #[inline(always)]
-        unsafe fn add(a: Self, b: Self) -> Self {
-            unsafe { Zmm(_mm512_add_ps(a.0, b.0)) }
-        }
-    }
+    lanes_impl!(Zmm, 16,
+        zero: _mm512_setzero_ps, splat: _mm512_set1_ps, load: _mm512_loadu_ps,
+        store: _mm512_storeu_ps,
+        load_n: |p, n| _mm512_maskz_loadu_ps(zmm_mask(n), p),
+        store_n: |v, p, n| _mm512_mask_storeu_ps(p, zmm_mask(n), v),
+        fma: |a, b, c| _mm512_fmadd_ps(a, b, c), add: _mm512_add_ps);
 }

@@ -1,7 +1,7 @@
 //! Owns layer normalisation over the channel dimension ([`layernorm_forward`],
 //! [`layernorm_backward`]). Must never normalise across rows (rows stay independent).
 
-use crate::isa::dispatch;
+use crate::isa::kernel;
 
 use super::{dot_rows, sum_rows};
 
@@ -13,24 +13,15 @@ const GROUP: usize = 4;
 /// The variance epsilon, as in GPT-2.
 pub const EPS: f32 = 1e-5;
 
-/// Per row `i`: `mean[i] = avg(x)`, `rstd[i] = 1 / sqrt(avg((x - mean)^2) + 1e-5)`,
-/// `out[i, :] = (x - mean) * rstd * weight + bias`, where `x = inp[i, :]`; `mean` and
-/// `rstd` are saved for [`layernorm_backward`].
-///
-/// Shapes: `out [n, c]`, `mean [n]`, `rstd [n]`, `inp [n, c]`, `weight [c]`,
-/// `bias [c]`.
-#[allow(clippy::too_many_arguments)]
-pub fn layernorm_forward(
-    out: &mut [f32],
-    mean: &mut [f32],
-    rstd: &mut [f32],
-    inp: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    n: usize,
-    c: usize,
-) {
-    dispatch!(layernorm_forward_impl(
+kernel! {
+    /// Per row `i`: `mean[i] = avg(x)`, `rstd[i] = 1 / sqrt(avg((x - mean)^2) + 1e-5)`,
+    /// `out[i, :] = (x - mean) * rstd * weight + bias`, where `x = inp[i, :]`; `mean` and
+    /// `rstd` are saved for [`layernorm_backward`].
+    ///
+    /// Shapes: `out [n, c]`, `mean [n]`, `rstd [n]`, `inp [n, c]`, `weight [c]`,
+    /// `bias [c]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_forward(
         out: &mut [f32],
         mean: &mut [f32],
         rstd: &mut [f32],
@@ -39,58 +30,44 @@ pub fn layernorm_forward(
         bias: &[f32],
         n: usize,
         c: usize,
-    ))
-}
-
-/// Body of [`layernorm_forward`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn layernorm_forward_impl(
-    out: &mut [f32],
-    mean: &mut [f32],
-    rstd: &mut [f32],
-    inp: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    n: usize,
-    c: usize,
-) {
-    debug_assert_eq!(out.len(), n * c);
-    debug_assert!(mean.len() == n && rstd.len() == n);
-    debug_assert_eq!(inp.len(), n * c);
-    debug_assert!(weight.len() == c && bias.len() == c);
-    if c == 0 {
-        return;
-    }
-    let (weight, bias) = (&weight[..c], &bias[..c]);
-    let (out, inp, mean, rstd) = (
-        &mut out[..n * c],
-        &inp[..n * c],
-        &mut mean[..n],
-        &mut rstd[..n],
-    );
-    let whole = n - n % GROUP;
-    let (out_g, out_r) = out.split_at_mut(whole * c);
-    let (inp_g, inp_r) = inp.split_at(whole * c);
-    let (mean_g, mean_r) = mean.split_at_mut(whole);
-    let (rstd_g, rstd_r) = rstd.split_at_mut(whole);
-    let groups = out_g
-        .chunks_exact_mut(GROUP * c)
-        .zip(inp_g.chunks_exact(GROUP * c))
-        .zip(
-            mean_g
-                .chunks_exact_mut(GROUP)
-                .zip(rstd_g.chunks_exact_mut(GROUP)),
+    ) {
+        debug_assert_eq!(out.len(), n * c);
+        debug_assert!(mean.len() == n && rstd.len() == n);
+        debug_assert_eq!(inp.len(), n * c);
+        debug_assert!(weight.len() == c && bias.len() == c);
+        if c == 0 {
+            return;
+        }
+        let (weight, bias) = (&weight[..c], &bias[..c]);
+        let (out, inp, mean, rstd) = (
+            &mut out[..n * c],
+            &inp[..n * c],
+            &mut mean[..n],
+            &mut rstd[..n],
         );
-    for ((o, x), (m, r)) in groups {
-        forward_rows::<GROUP>(o, x, m, r, weight, bias, c);
-    }
-    let rest = out_r
-        .chunks_exact_mut(c)
-        .zip(inp_r.chunks_exact(c))
-        .zip(mean_r.chunks_exact_mut(1).zip(rstd_r.chunks_exact_mut(1)));
-    for ((o, x), (m, r)) in rest {
-        forward_rows::<1>(o, x, m, r, weight, bias, c);
+        let whole = n - n % GROUP;
+        let (out_g, out_r) = out.split_at_mut(whole * c);
+        let (inp_g, inp_r) = inp.split_at(whole * c);
+        let (mean_g, mean_r) = mean.split_at_mut(whole);
+        let (rstd_g, rstd_r) = rstd.split_at_mut(whole);
+        let groups = out_g
+            .chunks_exact_mut(GROUP * c)
+            .zip(inp_g.chunks_exact(GROUP * c))
+            .zip(
+                mean_g
+                    .chunks_exact_mut(GROUP)
+                    .zip(rstd_g.chunks_exact_mut(GROUP)),
+            );
+        for ((o, x), (m, r)) in groups {
+            forward_rows::<GROUP>(o, x, m, r, weight, bias, c);
+        }
+        let rest = out_r
+            .chunks_exact_mut(c)
+            .zip(inp_r.chunks_exact(c))
+            .zip(mean_r.chunks_exact_mut(1).zip(rstd_r.chunks_exact_mut(1)));
+        for ((o, x), (m, r)) in rest {
+            forward_rows::<1>(o, x, m, r, weight, bias, c);
+        }
     }
 }
 
@@ -127,27 +104,16 @@ fn forward_rows<const R: usize>(
     }
 }
 
-/// Backward of [`layernorm_forward`], accumulating. Per row, with
-/// `norm = (x - mean) * rstd` and `dnorm = weight * dout`:
-/// `dbias += dout`, `dweight += norm * dout`,
-/// `dinp += rstd * (dnorm - avg(dnorm) - norm * avg(dnorm * norm))`.
-///
-/// Shapes: `dinp [n, c]`, `dweight [c]`, `dbias [c]`, `dout [n, c]`, `inp [n, c]`,
-/// `weight [c]`, `mean [n]`, `rstd [n]`.
-#[allow(clippy::too_many_arguments)]
-pub fn layernorm_backward(
-    dinp: &mut [f32],
-    dweight: &mut [f32],
-    dbias: &mut [f32],
-    dout: &[f32],
-    inp: &[f32],
-    weight: &[f32],
-    mean: &[f32],
-    rstd: &[f32],
-    n: usize,
-    c: usize,
-) {
-    dispatch!(layernorm_backward_impl(
+kernel! {
+    /// Backward of [`layernorm_forward`], accumulating. Per row, with
+    /// `norm = (x - mean) * rstd` and `dnorm = weight * dout`:
+    /// `dbias += dout`, `dweight += norm * dout`,
+    /// `dinp += rstd * (dnorm - avg(dnorm) - norm * avg(dnorm * norm))`.
+    ///
+    /// Shapes: `dinp [n, c]`, `dweight [c]`, `dbias [c]`, `dout [n, c]`, `inp [n, c]`,
+    /// `weight [c]`, `mean [n]`, `rstd [n]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_backward(
         dinp: &mut [f32],
         dweight: &mut [f32],
         dbias: &mut [f32],
@@ -158,49 +124,33 @@ pub fn layernorm_backward(
         rstd: &[f32],
         n: usize,
         c: usize,
-    ))
-}
-
-/// Body of [`layernorm_backward`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn layernorm_backward_impl(
-    dinp: &mut [f32],
-    dweight: &mut [f32],
-    dbias: &mut [f32],
-    dout: &[f32],
-    inp: &[f32],
-    weight: &[f32],
-    mean: &[f32],
-    rstd: &[f32],
-    n: usize,
-    c: usize,
-) {
-    debug_assert_eq!(dinp.len(), n * c);
-    debug_assert!(dweight.len() == c && dbias.len() == c && weight.len() == c);
-    debug_assert!(dout.len() == n * c && inp.len() == n * c);
-    debug_assert!(mean.len() == n && rstd.len() == n);
-    if c == 0 {
-        return;
-    }
-    let (dweight, dbias, weight) = (&mut dweight[..c], &mut dbias[..c], &weight[..c]);
-    // Scratch for norm and dnorm of one group of rows (one allocation per call).
-    let mut scratch = vec![0.0f32; 2 * GROUP * c];
-    let (norm, dnorm) = scratch.split_at_mut(GROUP * c);
-    let whole = n - n % GROUP;
-    let mut i = 0;
-    while i < n {
-        let rows = i..if i < whole { i + GROUP } else { i + 1 };
-        let at = rows.start * c..rows.end * c;
-        let (di, g, x) = (&mut dinp[at.clone()], &dout[at.clone()], &inp[at]);
-        let (m, r) = (&mean[rows.clone()], &rstd[rows.clone()]);
-        let params = (&mut *dweight, &mut *dbias, weight);
-        if rows.len() == GROUP {
-            backward_rows::<GROUP>(di, params, g, x, m, r, norm, dnorm, c);
-        } else {
-            backward_rows::<1>(di, params, g, x, m, r, norm, dnorm, c);
+    ) {
+        debug_assert_eq!(dinp.len(), n * c);
+        debug_assert!(dweight.len() == c && dbias.len() == c && weight.len() == c);
+        debug_assert!(dout.len() == n * c && inp.len() == n * c);
+        debug_assert!(mean.len() == n && rstd.len() == n);
+        if c == 0 {
+            return;
         }
-        i = rows.end;
+        let (dweight, dbias, weight) = (&mut dweight[..c], &mut dbias[..c], &weight[..c]);
+        // Scratch for norm and dnorm of one group of rows (one allocation per call).
+        let mut scratch = vec![0.0f32; 2 * GROUP * c];
+        let (norm, dnorm) = scratch.split_at_mut(GROUP * c);
+        let whole = n - n % GROUP;
+        let mut i = 0;
+        while i < n {
+            let rows = i..if i < whole { i + GROUP } else { i + 1 };
+            let at = rows.start * c..rows.end * c;
+            let (di, g, x) = (&mut dinp[at.clone()], &dout[at.clone()], &inp[at]);
+            let (m, r) = (&mean[rows.clone()], &rstd[rows.clone()]);
+            let params = (&mut *dweight, &mut *dbias, weight);
+            if rows.len() == GROUP {
+                backward_rows::<GROUP>(di, params, g, x, m, r, norm, dnorm, c);
+            } else {
+                backward_rows::<1>(di, params, g, x, m, r, norm, dnorm, c);
+            }
+            i = rows.end;
+        }
     }
 }
 

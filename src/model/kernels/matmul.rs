@@ -10,7 +10,7 @@
 //! `n` rows over calls gives the same bits. The weight gradients sum over all `n` rows
 //! in row order; a caller that splits rows gets per-part partial sums instead.
 
-use crate::isa::dispatch;
+use crate::isa::kernel;
 
 use super::gemm::{gemm, gemm_then_add, Init};
 use super::split::{rows, RowSplit, Serial, SharedMut};
@@ -216,19 +216,15 @@ pub fn matmul_backward_split(
     }
 }
 
-/// `dbias[j] = 0 + dout[0, j] + dout[1, j] + ...`, rows in order (the same
-/// per-element chain on every path; `dispatch!` only widens the vectors).
-fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
-    dbias.fill(0.0);
-    dispatch!(bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize))
-}
-
-/// Body of [`bias_backward`] (inlined into the trampolines of `dispatch!`).
-#[inline(always)]
-fn bias_backward_impl(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
-    for row in dout.chunks_exact(oc).take(n) {
-        for (d, &g) in dbias.iter_mut().zip(row) {
-            *d += g;
+kernel! {
+    /// `dbias[j] = 0 + dout[0, j] + dout[1, j] + ...`, rows in order (the same
+    /// per-element chain on every path; `dispatch!` only widens the vectors).
+    fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
+        dbias.fill(0.0);
+        for row in dout.chunks_exact(oc).take(n) {
+            for (d, &g) in dbias.iter_mut().zip(row) {
+                *d += g;
+            }
         }
     }
 }
