@@ -1,12 +1,24 @@
 //! The `cllm` binary as a user meets it: help text, exit codes, one-line errors on bad
-//! input (no panic, no partial output directory), and a small train -> resume ->
-//! sample -> eval round trip where the resumed run logs the same losses bit for bit.
+//! input (no panic, no partial output directory), byte-identical checkpoints whatever
+//! the threads, scheduler or forced instruction-set path, and a small train -> resume
+//! -> sample -> eval round trip where the resumed run logs the same losses bit for bit.
 
+use cllm::isa::Isa;
 use std::process::Command;
 
 fn cllm(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cllm"))
         .args(args)
+        .output()
+        .expect("the cllm binary runs")
+}
+
+/// As [`cllm`], with `CLLM_ISA` removed from the inherited environment and `env` set.
+fn cllm_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args(args)
+        .env_remove(Isa::ENV)
+        .envs(env.iter().copied())
         .output()
         .expect("the cllm binary runs")
 }
@@ -29,11 +41,23 @@ fn help_explains_every_command() {
         "--lr",
         "--seed",
         "--epochs",
+        "--isa",
     ] {
         assert!(
             text.contains(flag),
             "{flag} missing from train --help:\n{text}"
         );
+    }
+    // --isa is explained wherever it is accepted: the paths, the guarantee, the env.
+    for command in ["train", "bench", "eval", "sample"] {
+        let out = cllm(&[command, "--help"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in ["--isa", "avx512", "bitwise identical", "CLLM_ISA"] {
+            assert!(
+                text.contains(needle),
+                "{needle} missing from {command} --help:\n{text}"
+            );
+        }
     }
 }
 
@@ -103,7 +127,12 @@ const TINY: &[&str] = &[
 ];
 
 fn fails_cleanly(args: &[&str], needle: &str) {
-    let out = cllm(args);
+    fails_cleanly_env(args, &[], needle);
+}
+
+/// As [`fails_cleanly`], run by [`cllm_env`].
+fn fails_cleanly_env(args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let out = cllm_env(args, env);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -155,6 +184,26 @@ fn bad_training_input_is_one_line_and_leaves_no_output() {
     run(&["--epochs=-2", "--out", o], "epochs");
     run(&["--grad-clip", "nan", "--out", o], "clip");
     run(&["--threads", "0", "--out", o], "threads");
+    run(&["--isa", "sse9", "--out", o], "sse9");
+    run(&["--isa", "", "--out", o], "--isa");
+    // A path this CPU lacks is refused, naming the missing feature (on a CPU that has
+    // every path there is nothing to ask for).
+    for isa in Isa::ALL.into_iter().filter(|i| !i.supported()) {
+        let missing = isa.missing_features()[0];
+        run(&["--isa", isa.name(), "--out", o], missing);
+        fails_cleanly(
+            &["bench", "--isa", isa.name(), "--out", o, "--steps", "1"],
+            missing,
+        );
+        assert!(!out.exists(), "bench --isa {isa} left an output directory");
+    }
+    // CLLM_ISA is checked the same way, and named in the error.
+    let args = with(&["--out", o]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_cleanly_env(&args, &[("CLLM_ISA", "sse9")], "cllm_isa=sse9");
+    assert!(!out.exists(), "a bad CLLM_ISA left an output directory");
+    fails_cleanly(&["bench", "--isa", "portable,sse9", "--out", o], "sse9");
+    assert!(!out.exists(), "bench --isa sse9 left an output directory");
     fails_cleanly(
         &["train", "--width", "10", "--heads", "3", "--out", o],
         "divisible",
@@ -182,6 +231,18 @@ fn bad_training_input_is_one_line_and_leaves_no_output() {
         &["eval", "--checkpoint", missing.to_str().unwrap()],
         "not a cllm checkpoint",
     );
+    for command in ["eval", "sample"] {
+        fails_cleanly(
+            &[
+                command,
+                "--checkpoint",
+                foreign.to_str().unwrap(),
+                "--isa",
+                "sse9",
+            ],
+            "sse9",
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -243,6 +304,170 @@ fn checkpoints_are_byte_identical_across_threads_and_schedulers() {
     }
     assert_eq!(seen[1], seen[0], "2 lock-free workers vs 1");
     assert_eq!(seen[2], seen[0], "2 barrier workers vs 1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`TINY`] without its `--eval-every` (for runs that set their own).
+fn tiny_without_eval_every() -> Vec<&'static str> {
+    TINY.chunks(2)
+        .filter(|pair| pair[0] != "--eval-every")
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// The instruction-set path changes no byte of the training state. The same 100-step
+/// run, forced onto each path this CPU has by `--isa` at 1 thread, 2 lock-free and 2
+/// barrier workers (plus one run forced by `CLLM_ISA`, and one where `--isa` overrides
+/// `CLLM_ISA`), writes identical `model.safetensors`, `train_state.safetensors`,
+/// `train_state.json` and `config.json`; each run's `run.json` and every record of its
+/// `metrics.jsonl` name the path it was forced to, so the flag and the variable are
+/// shown to be honoured, not ignored.
+#[test]
+fn checkpoints_are_byte_identical_across_isa_paths() {
+    let available = Isa::available();
+    if !Isa::Avx512.supported() {
+        println!("skipped: no avx512f (avx512 path not compared)");
+    }
+    let dir = scratch("isa");
+    let files = [
+        "model.safetensors",
+        "train_state.safetensors",
+        "train_state.json",
+        "config.json",
+    ];
+    let tiny = tiny_without_eval_every();
+    // Trains into `dir/name` with `extra` flags and `env`; checks the run recorded
+    // `want`; returns the step-100 files.
+    let train = |name: &str, extra: &[&str], env: &[(&str, &str)], want: Isa| {
+        let out = dir.join(name);
+        let mut args = vec!["train", "--steps", "100", "--micro-batches", "2"];
+        args.extend_from_slice(&["--eval-every", "1000", "--checkpoint-every", "1000"]);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&tiny);
+        let run = cllm_env(&args, env);
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("isa: {want} (")),
+            "{name}: the isa line does not name {want}:\n{stdout}"
+        );
+        let step = out.join("step-00000100");
+        let run_json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(step.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run_json["isa"], want.name(), "{name}: run.json {run_json}");
+        assert_eq!(run_json["cllm_version"], env!("CARGO_PKG_VERSION"));
+        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let records: Vec<serde_json::Value> = metrics
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // 100 step records and the end-of-run summary.
+        assert_eq!(records.len(), 101, "{name}");
+        for record in &records {
+            assert_eq!(record["isa"], want.name(), "{name}: {record}");
+        }
+        let bytes: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::fs::read(step.join(f)).unwrap())
+            .collect();
+        (name.to_string(), bytes)
+    };
+    let configs: [(&str, &[&str]); 3] = [
+        ("one", &["--threads", "1"]),
+        ("lockfree", &["--threads", "2", "--scheduler", "lockfree"]),
+        ("barrier", &["--threads", "2", "--scheduler", "barrier"]),
+    ];
+    let mut seen = Vec::new();
+    for &isa in &available {
+        for (tag, threads) in configs {
+            let mut extra = vec!["--isa", isa.name()];
+            extra.extend_from_slice(threads);
+            seen.push(train(&format!("{isa}-{tag}"), &extra, &[], isa));
+        }
+    }
+    // A path other than the default, so that the variable visibly decides.
+    let best = Isa::best();
+    let other = available
+        .iter()
+        .copied()
+        .find(|&i| i != best)
+        .unwrap_or(best);
+    let threads = ["--threads", "2", "--scheduler", "lockfree"];
+    seen.push(train("env", &threads, &[("CLLM_ISA", other.name())], other));
+    let mut extra = vec!["--isa", best.name()];
+    extra.extend_from_slice(&threads);
+    seen.push(train(
+        "flag-over-env",
+        &extra,
+        &[("CLLM_ISA", other.name())],
+        best,
+    ));
+    let (first, want) = &seen[0];
+    for (name, got) in &seen[1..] {
+        for (file, (g, w)) in files.iter().zip(got.iter().zip(want)) {
+            assert!(g == w, "{file} of {name} differs from {first}'s");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cllm bench --isa A,B` measures both paths in one run: a table row and a bench.json
+/// row per path, the tokens/s ratio between them, and the same final weights (bench
+/// fails otherwise). The two fastest paths this CPU has, one step each.
+#[test]
+fn bench_compares_isa_paths() {
+    let isas: Vec<Isa> = Isa::available().into_iter().take(2).collect();
+    let names: Vec<&str> = isas.iter().map(|i| i.name()).collect();
+    let dir = scratch("bench-isa");
+    let out = dir.join("bench");
+    let list = names.join(",");
+    let run = cllm_env(
+        &[
+            "bench",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--max-threads",
+            "1",
+            "--scheduler",
+            "lockfree",
+            "--isa",
+            &list,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("bitwise identical weights"), "{stdout}");
+    if let [a, b] = names[..] {
+        assert!(
+            stdout.contains(&format!("lock-free at 1 thread(s): {a} / {b} ")),
+            "{stdout}"
+        );
+    }
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    let rows: Vec<&str> = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["isa"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows, names, "{doc}");
+    assert_eq!(doc["isas"], serde_json::json!(names));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,7 +2,8 @@
 //! sum of the micro-batch gradients, a checkpoint round trip resumes the identical
 //! trajectory bit for bit, non-finite values stop training with an error naming the
 //! step (weights untouched), bad checkpoints are rejected with errors that say what is
-//! wrong, and training actually lowers the loss.
+//! wrong, a checkpoint's `run.json` records the path that wrote it without being part
+//! of what loading reads, and training actually lowers the loss.
 
 use cllm::data::{Corpus, MarkovSource, Sampler};
 use cllm::isa::Isa;
@@ -232,4 +233,44 @@ fn a_new_checkpoint_replaces_the_old_and_leaves_no_temporary() {
     assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
     assert_eq!(checkpoint::load(&dir).unwrap().dir, second);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `run.json` names the path the saving thread ran (here forced with `isa::scoped`)
+/// and the cllm version, and is provenance only: the training-state files are the same
+/// for every path, and a checkpoint without `run.json` (as written before it existed)
+/// or with an unreadable one loads to the same state.
+#[test]
+fn run_json_records_the_isa_and_loading_ignores_it() {
+    let cfg = tiny(2, 1);
+    let state = TrainState::initial(&cfg).unwrap();
+    let mut saved = Vec::new();
+    for isa in Isa::available() {
+        let dir = scratch(&format!("run-json-{isa}"));
+        let ckpt = cllm::isa::scoped(isa, || checkpoint::save(&dir, &cfg, &state))
+            .unwrap()
+            .unwrap();
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ckpt.join(checkpoint::RUN_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(run["isa"], isa.name(), "{run}");
+        assert_eq!(run["cllm_version"], env!("CARGO_PKG_VERSION"), "{run}");
+        let files: Vec<Vec<u8>> = [
+            checkpoint::MODEL_FILE,
+            checkpoint::CONFIG_FILE,
+            checkpoint::STATE_FILE,
+            checkpoint::STATE_TENSORS_FILE,
+        ]
+        .iter()
+        .map(|f| std::fs::read(ckpt.join(f)).unwrap())
+        .collect();
+        saved.push(files);
+
+        let want = checkpoint::load(&dir).unwrap().training.unwrap();
+        std::fs::write(ckpt.join(checkpoint::RUN_FILE), "{not json").unwrap();
+        assert_eq!(checkpoint::load(&dir).unwrap().training.unwrap(), want);
+        std::fs::remove_file(ckpt.join(checkpoint::RUN_FILE)).unwrap();
+        assert_eq!(checkpoint::load(&dir).unwrap().training.unwrap(), want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(saved.windows(2).all(|w| w[0] == w[1]));
 }

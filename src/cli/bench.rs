@@ -1,13 +1,16 @@
 //! `cllm bench`: train one model shape for a fixed number of steps at 1..=N threads
-//! under both schedulers, and report tokens/s, speedup over one thread, per-worker
-//! utilization and resident memory; write the table as JSON and a scaling plot.
+//! under both schedulers, on one or more instruction-set paths, and report tokens/s,
+//! speedup over one thread, per-worker utilization and resident memory (and the
+//! tokens/s ratio between the paths); write the table as JSON and a scaling plot.
+//! Every configuration must end in bitwise identical weights.
 //! Must never be used to decide a test (timings are for people, never pass/fail),
 //! and never implement training itself.
 
-use super::load_corpus;
+use super::{isa_from_env, load_corpus, parse_isa};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cllm::data::ByteTokenizer;
+use cllm::isa::Isa;
 use cllm::model::GptConfig;
 use cllm::train::optim::AdamWConfig;
 use cllm::train::report::{plot_svg, Series};
@@ -42,6 +45,14 @@ pub struct BenchArgs {
     /// Which schedulers to measure.
     #[arg(long, value_enum, num_args = 1.., default_values_t = [super::train::SchedulerArg::Lockfree, super::train::SchedulerArg::Barrier])]
     pub scheduler: Vec<super::train::SchedulerArg>,
+    /// Instruction-set paths to measure, comma-separated (`avx512,avx2,portable`):
+    /// every configuration runs on each listed path back to back, and the output
+    /// gives the tokens/s ratio of the first path to each other one [default: the
+    /// CLLM_ISA environment variable, else the fastest path this CPU supports]. Every
+    /// path gives bitwise identical weights (checked); only the speed differs. A path
+    /// this CPU cannot run is an error naming the missing CPU feature.
+    #[arg(long, value_name = "PATH[,PATH...]", value_delimiter = ',')]
+    pub isa: Vec<String>,
     /// Where to write bench.json and scaling.svg.
     #[arg(long, default_value = "cllm-bench")]
     pub out: PathBuf,
@@ -59,6 +70,7 @@ pub enum Shape {
 /// One measured configuration.
 struct Row {
     scheduler: Scheduler,
+    isa: Isa,
     threads: usize,
     tokens_per_s: f64,
     utilization: Vec<f64>,
@@ -71,6 +83,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if max_threads == 0 || args.steps == 0 {
         bail!("--max-threads and --steps must be at least 1");
     }
+    let isas = isas(&args.isa)?;
     let (layers, width, heads, context, sequences) = match args.shape {
         Shape::S => (2, 128, 4, 64, 16),
         Shape::M => (4, 256, 8, 128, 8),
@@ -112,94 +125,163 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!(
         "cllm bench: shape {:?} ({layers} layers, width {width}, {heads} heads, context {context}), \
          {sequences} sequences per step as {micro_batches} micro-batches of {}; \
-         {} measured steps after {} warm-up, {} tokens per step",
+         {} measured steps after {} warm-up, {} tokens per step; isa {}",
         args.shape,
         cfg.batch,
         args.steps,
         args.warmup,
-        cfg.tokens_per_step()
+        cfg.tokens_per_step(),
+        isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
     );
     println!(
-        "{:<10} {:>7} {:>10} {:>8} {:>10}  utilization per worker",
-        "scheduler", "threads", "tokens/s", "speedup", "RSS MiB"
+        "{:<10} {:<8} {:>7} {:>10} {:>8} {:>10}  utilization per worker",
+        "scheduler", "isa", "threads", "tokens/s", "speedup", "RSS MiB"
     );
     let mut rows: Vec<Row> = Vec::new();
     let mut final_weights: Option<Vec<u32>> = None;
     for &sched in &args.scheduler {
         let scheduler: Scheduler = sched.into();
         for threads in 1..=max_threads {
-            let state = TrainState::initial(&cfg)?;
-            let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler)?;
-            trainer
-                .run(&train, args.warmup, &mut |_| true)
-                .context("warm-up")?;
-            let started = Instant::now();
-            let report = trainer
-                .run(&train, args.steps, &mut |_| true)
-                .context("measured run")?;
-            let secs = started.elapsed().as_secs_f64();
-            let wall = report.wall.as_secs_f64();
-            let utilization = report
-                .workers
-                .iter()
-                .map(|w| w.busy.as_secs_f64() / wall)
-                .collect::<Vec<_>>();
-            let rss_mib = resident_mib();
-            // Every configuration must end in the same weights: say so if not.
-            let bits: Vec<u32> = trainer.state().params.iter().map(|x| x.to_bits()).collect();
-            match &final_weights {
-                None => final_weights = Some(bits),
-                Some(want) if *want != bits => {
-                    bail!("{scheduler:?} with {threads} threads ended in different weights")
-                }
-                Some(_) => {}
-            }
-            let row = Row {
-                scheduler,
-                threads,
-                tokens_per_s: (args.steps as usize * cfg.tokens_per_step()) as f64 / secs,
-                utilization,
-                rss_mib,
-            };
-            let base = rows
-                .iter()
-                .find(|r| r.scheduler == scheduler && r.threads == 1)
-                .map_or(row.tokens_per_s, |r| r.tokens_per_s);
-            println!(
-                "{:<10} {:>7} {:>10.0} {:>7.2}x {:>10}  {}",
-                name(scheduler),
-                threads,
-                row.tokens_per_s,
-                row.tokens_per_s / base,
-                row.rss_mib.map_or("?".into(), |m| format!("{m:.1}")),
-                row.utilization
+            // The paths back to back, so machine load drifts least between them.
+            for &isa in &isas {
+                cllm::isa::select(isa).context("selecting the instruction-set path")?;
+                let state = TrainState::initial(&cfg)?;
+                let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler)?;
+                trainer
+                    .run(&train, args.warmup, &mut |_| true)
+                    .context("warm-up")?;
+                let started = Instant::now();
+                let report = trainer
+                    .run(&train, args.steps, &mut |_| true)
+                    .context("measured run")?;
+                let secs = started.elapsed().as_secs_f64();
+                let wall = report.wall.as_secs_f64();
+                let utilization = report
+                    .workers
                     .iter()
-                    .map(|u| format!("{:.1}%", 100.0 * u))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            rows.push(row);
+                    .map(|w| w.busy.as_secs_f64() / wall)
+                    .collect::<Vec<_>>();
+                let rss_mib = resident_mib();
+                // Every configuration must end in the same weights: say so if not.
+                let bits: Vec<u32> = trainer.state().params.iter().map(|x| x.to_bits()).collect();
+                match &final_weights {
+                    None => final_weights = Some(bits),
+                    Some(want) if *want != bits => {
+                        bail!("{scheduler:?} with {threads} threads on {isa} ended in different weights")
+                    }
+                    Some(_) => {}
+                }
+                let row = Row {
+                    scheduler,
+                    isa,
+                    threads,
+                    tokens_per_s: (args.steps as usize * cfg.tokens_per_step()) as f64 / secs,
+                    utilization,
+                    rss_mib,
+                };
+                let base = rows
+                    .iter()
+                    .find(|r| r.scheduler == scheduler && r.isa == isa && r.threads == 1)
+                    .map_or(row.tokens_per_s, |r| r.tokens_per_s);
+                println!(
+                    "{:<10} {:<8} {:>7} {:>10.0} {:>7.2}x {:>10}  {}",
+                    name(scheduler),
+                    isa.name(),
+                    threads,
+                    row.tokens_per_s,
+                    row.tokens_per_s / base,
+                    row.rss_mib.map_or("?".into(), |m| format!("{m:.1}")),
+                    row.utilization
+                        .iter()
+                        .map(|u| format!("{:.1}%", 100.0 * u))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                rows.push(row);
+            }
         }
     }
-    println!("every configuration ended in bitwise identical weights");
-    if let (Some(lf), Some(ba)) = (
-        rows.iter()
-            .filter(|r| r.scheduler == Scheduler::LockFree)
-            .max_by_key(|r| r.threads),
-        rows.iter()
-            .filter(|r| r.scheduler == Scheduler::Barrier)
-            .max_by_key(|r| r.threads),
-    ) {
-        println!(
-            "lock-free / barrier at {} threads: {:.3}x",
-            lf.threads,
-            lf.tokens_per_s / ba.tokens_per_s
-        );
+    match isas.len() {
+        1 => println!("every configuration ended in bitwise identical weights"),
+        n => println!(
+            "every configuration ended in bitwise identical weights, on all {n} instruction-set paths"
+        ),
     }
-    write_outputs(&args, &cfg, &rows)
+    print_isa_ratios(&args.scheduler, max_threads, &isas, &rows);
+    for &isa in &isas {
+        let at_most = |s: Scheduler| {
+            rows.iter()
+                .filter(|r| r.scheduler == s && r.isa == isa)
+                .max_by_key(|r| r.threads)
+        };
+        if let (Some(lf), Some(ba)) = (at_most(Scheduler::LockFree), at_most(Scheduler::Barrier)) {
+            let on = match isas.len() {
+                1 => String::new(),
+                _ => format!(" on {isa}"),
+            };
+            println!(
+                "lock-free / barrier at {} threads{on}: {:.3}x",
+                lf.threads,
+                lf.tokens_per_s / ba.tokens_per_s
+            );
+        }
+    }
+    write_outputs(&args, &cfg, &isas, &rows)
 }
 
 // ---- helpers --------------------------------------------------------------------
+
+/// The paths to measure: `--isa` (each checked against this CPU, duplicates dropped),
+/// else `CLLM_ISA`, else the fastest path.
+fn isas(names: &[String]) -> Result<Vec<Isa>> {
+    let mut isas = Vec::new();
+    for name in names {
+        let isa = parse_isa(name, "--isa")?;
+        if !isas.contains(&isa) {
+            isas.push(isa);
+        }
+    }
+    if isas.is_empty() {
+        isas.push(isa_from_env()?.unwrap_or_else(Isa::best));
+    }
+    Ok(isas)
+}
+
+/// With more than one path: for each scheduler and thread count, the tokens/s of the
+/// first path over each other one.
+fn print_isa_ratios(
+    schedulers: &[super::train::SchedulerArg],
+    max_threads: usize,
+    isas: &[Isa],
+    rows: &[Row],
+) {
+    let Some((&first, others)) = isas.split_first() else {
+        return;
+    };
+    if others.is_empty() {
+        return;
+    }
+    for &sched in schedulers {
+        let scheduler: Scheduler = sched.into();
+        for threads in 1..=max_threads {
+            let speed = |isa: Isa| {
+                rows.iter()
+                    .find(|r| r.scheduler == scheduler && r.threads == threads && r.isa == isa)
+                    .map(|r| r.tokens_per_s)
+            };
+            let Some(base) = speed(first) else { continue };
+            let ratios = others
+                .iter()
+                .filter_map(|&isa| Some(format!("{first} / {isa} {:.3}x", base / speed(isa)?)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "tokens/s ratio, {} at {threads} thread(s): {ratios}",
+                name(scheduler)
+            );
+        }
+    }
+}
 
 fn name(s: Scheduler) -> &'static str {
     match s {
@@ -209,14 +291,14 @@ fn name(s: Scheduler) -> &'static str {
 }
 
 /// bench.json and scaling.svg in `--out`.
-fn write_outputs(args: &BenchArgs, cfg: &TrainConfig, rows: &[Row]) -> Result<()> {
+fn write_outputs(args: &BenchArgs, cfg: &TrainConfig, isas: &[Isa], rows: &[Row]) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let table: Vec<_> = rows
         .iter()
         .map(|r| {
             json!({
-                "scheduler": name(r.scheduler), "threads": r.threads,
+                "scheduler": name(r.scheduler), "isa": r.isa.name(), "threads": r.threads,
                 "tokens_per_s": r.tokens_per_s, "utilization": r.utilization,
                 "rss_mib": r.rss_mib,
             })
@@ -225,35 +307,34 @@ fn write_outputs(args: &BenchArgs, cfg: &TrainConfig, rows: &[Row]) -> Result<()
     let json_path = args.out.join("bench.json");
     let doc = json!({
         "shape": format!("{:?}", args.shape), "config": cfg, "steps": args.steps,
-        "warmup": args.warmup, "rows": table,
+        "warmup": args.warmup, "isas": isas.iter().map(|i| i.name()).collect::<Vec<_>>(),
+        "rows": table,
     });
     std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let points = |s: Scheduler| -> Vec<(f64, f64)> {
-        rows.iter()
-            .filter(|r| r.scheduler == s)
-            .map(|r| (r.threads as f64, r.tokens_per_s))
-            .collect()
-    };
-    let (lf, ba) = (points(Scheduler::LockFree), points(Scheduler::Barrier));
+    // One line per scheduler and path (named by the scheduler alone with one path).
+    let lines: Vec<(String, Vec<(f64, f64)>)> = [Scheduler::LockFree, Scheduler::Barrier]
+        .into_iter()
+        .flat_map(|s| isas.iter().map(move |&isa| (s, isa)))
+        .map(|(s, isa)| {
+            let label = match isas.len() {
+                1 => name(s).to_string(),
+                _ => format!("{} {isa}", name(s)),
+            };
+            let points = rows
+                .iter()
+                .filter(|r| r.scheduler == s && r.isa == isa)
+                .map(|r| (r.threads as f64, r.tokens_per_s))
+                .collect();
+            (label, points)
+        })
+        .collect();
+    let series: Vec<Series<'_>> = lines
+        .iter()
+        .map(|(label, points)| Series { label, points })
+        .collect();
     let plot = args.out.join("scaling.svg");
-    plot_svg(
-        &plot,
-        "cllm scaling",
-        "threads",
-        "tokens/s",
-        &[
-            Series {
-                label: "lock-free",
-                points: &lf,
-            },
-            Series {
-                label: "barrier",
-                points: &ba,
-            },
-        ],
-        None,
-    )?;
+    plot_svg(&plot, "cllm scaling", "threads", "tokens/s", &series, None)?;
     println!("table: {}  plot: {}", json_path.display(), plot.display());
     Ok(())
 }

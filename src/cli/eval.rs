@@ -1,7 +1,7 @@
 //! `cllm eval`: the mean loss and bits per byte of a checkpoint on a corpus. Must
 //! never write files.
 
-use super::{bits_per_byte, load_corpus};
+use super::{bits_per_byte, load_corpus, select_isa, IsaArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cllm::model::TrainingContext;
@@ -24,6 +24,8 @@ pub struct EvalArgs {
     /// At most this many windows of context+1 bytes, spread evenly over the data.
     #[arg(long, default_value_t = 1024)]
     pub max_windows: usize,
+    #[command(flatten)]
+    pub isa: IsaArg,
 }
 
 /// Run `cllm eval`.
@@ -31,6 +33,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.batch == 0 || args.max_windows == 0 {
         bail!("--batch and --max-windows must be at least 1");
     }
+    select_isa(args.isa.isa.as_deref())?;
     let ckpt = checkpoint::load(&args.checkpoint)
         .with_context(|| format!("loading the checkpoint {}", args.checkpoint.display()))?;
     let (corpus, entropy) = load_corpus(args.data.as_deref())?;

@@ -1,5 +1,6 @@
 //! `cllm sample`: generate text from a checkpoint. Must never write files.
 
+use super::{select_isa, IsaArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cllm::data::ByteTokenizer;
@@ -25,6 +26,8 @@ pub struct SampleArgs {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    pub isa: IsaArg,
 }
 
 /// Run `cllm sample`: print the prompt followed by its continuation.
@@ -32,6 +35,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !(args.temperature.is_finite() && args.temperature >= 0.0) {
         bail!("--temperature {} must be >= 0", args.temperature);
     }
+    select_isa(args.isa.isa.as_deref())?;
     let ckpt = checkpoint::load(&args.checkpoint)
         .with_context(|| format!("loading the checkpoint {}", args.checkpoint.display()))?;
     let prompt = ByteTokenizer::encode(args.prompt.as_bytes());

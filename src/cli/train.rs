@@ -2,7 +2,7 @@
 //! progress, write metrics, checkpoints and the loss plot, and end with a sample.
 //! Must never implement training itself (that is `cllm::train`).
 
-use super::{bits_per_byte, load_corpus};
+use super::{bits_per_byte, describe_isa, load_corpus, select_isa, IsaArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cllm::data::ByteTokenizer;
@@ -109,6 +109,8 @@ pub struct TrainArgs {
     /// Bytes of text to generate at the end (0: none).
     #[arg(long, default_value_t = 200)]
     pub sample_tokens: usize,
+    #[command(flatten)]
+    pub isa: IsaArg,
 }
 
 /// `--scheduler` values.
@@ -156,6 +158,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.eval_windows == 0 {
         bail!("--eval-windows must be at least 1");
     }
+    // Before any kernel runs: every step of this process uses the path.
+    let (isa, isa_source) = select_isa(args.isa.isa.as_deref())?;
     let (corpus, entropy) = load_corpus(args.data.as_deref())?;
     let out = args
         .out
@@ -238,6 +242,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             s => format!(", resuming at step {s}"),
         }
     );
+    println!(
+        "isa: {isa} ({}, {}; every path gives the same bits)",
+        describe_isa(isa),
+        isa_source.describe()
+    );
     if let Some(h) = entropy {
         println!(
             "the corpus's entropy rate is {h:.4} nats/byte ({:.3} bits/byte): the floor no model can beat",
@@ -279,6 +288,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let record = json!({
                 "step": done, "loss": stats.loss, "lr": stats.lr,
                 "grad_norm": stats.grad_norm, "tokens_per_s": tok_s, "elapsed_s": secs,
+                "isa": isa.name(),
             });
             if done < next {
                 if let Err(e) = metrics.write(&record) {
@@ -384,6 +394,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "threads": trainer.threads(),
         "scheduler": format!("{:?}", trainer.scheduler()),
         "tokens_per_s": tokens / secs,
+        "isa": isa.name(),
     }))?;
     if let Some(val) = last_val {
         println!(

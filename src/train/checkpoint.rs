@@ -15,6 +15,11 @@
 //!   * `train_state.safetensors`: AdamW moments `adam.m`, `adam.v` (flat, `[n]`).
 //!   * `train_state.json`: step, AdamW update count, sampler state, the full
 //!     [`TrainConfig`]; the step must equal the model file's `cllm_step`.
+//!   * `run.json`: provenance, not training state: `isa`, the instruction-set path
+//!     that wrote the checkpoint ([`crate::isa::active`] on the saving thread), and
+//!     `cllm_version`. It differs between paths by design; the four files above do
+//!     not (every path gives the same bits). Loading ignores it, and checkpoints
+//!     written before it existed have none.
 //! * `OUT/latest`: the name of the current checkpoint directory.
 //!
 //! # Crash safety
@@ -40,6 +45,9 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const STATE_TENSORS_FILE: &str = "train_state.safetensors";
 /// Training state file name.
 pub const STATE_FILE: &str = "train_state.json";
+/// Provenance file name (which instruction-set path and cllm version wrote the
+/// checkpoint); never read back.
+pub const RUN_FILE: &str = "run.json";
 /// The pointer to the current checkpoint inside an output directory.
 pub const LATEST_FILE: &str = "latest";
 /// GPT-2's layer-norm epsilon (the only one the kernels implement).
@@ -144,6 +152,13 @@ struct StateFile {
     adam_t: u64,
     sampler: SamplerState,
     train_config: TrainConfig,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct RunFile {
+    isa: &'static str,
+    cllm_version: &'static str,
 }
 
 const STATE_FORMAT: &str = "cllm-train-state";
@@ -258,6 +273,12 @@ pub fn save(out: &Path, cfg: &TrainConfig, state: &TrainState) -> Result<PathBuf
     let text =
         serde_json::to_string_pretty(&file).map_err(|e| json_err(&tmp.join(STATE_FILE), e))?;
     atomic_write(&tmp.join(STATE_FILE), text.as_bytes())?;
+    let run = RunFile {
+        isa: crate::isa::active().name(),
+        cllm_version: env!("CARGO_PKG_VERSION"),
+    };
+    let text = serde_json::to_string_pretty(&run).map_err(|e| json_err(&tmp.join(RUN_FILE), e))?;
+    atomic_write(&tmp.join(RUN_FILE), text.as_bytes())?;
 
     if dir.exists() {
         // Re-saving the same step (after a resume): the old copy is replaced.
