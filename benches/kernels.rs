@@ -5,6 +5,13 @@
 //!   kernels (throughput in FLOP, so criterion's `elem/s` reads as FLOP/s), against a
 //!   plain vectorisable `i-k-j` loop (`plain_fwd`).
 //! * `ops/*`: the other kernels at shape S, to see where a step's time goes.
+//! * `peak/*`: the core's single-precision FMA peak on each vector unit (twelve
+//!   independent chains of register FMAs, no memory traffic), and `gemm_m/*`: every
+//!   product of a training step at shape M (`[1024 rows] x 256`: forward, input
+//!   gradient through a transposed weight, weight gradient through a transposed input)
+//!   on each instruction-set path with SIMD (the portable path runs FMAs through libm and
+//!   is left out), so the gemm's fraction of peak is read from one run: divide a
+//!   `gemm_m` rate by the `peak` rate of the same ISA.
 //!
 //! The route was chosen against `matrixmultiply` (sgemm, no threading) and `gemm`
 //! (`Parallelism::None`) in an out-of-tree harness on the same shapes: the crate's own
@@ -14,6 +21,8 @@
 //!
 //! Run: `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 2`.
 
+use cllm::isa::Isa;
+use cllm::model::kernels::gemm::{gemm_on, Init};
 use cllm::model::kernels::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -189,5 +198,161 @@ fn ops(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmuls, ops);
+/// Twelve independent FMA chains per vector width, `iters` rounds: the rate is the
+/// core's peak (the dependent chains are long enough to hide the FMA latency).
+#[cfg(target_arch = "x86_64")]
+mod fma_peak {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512(iters: usize) -> f32 {
+        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_setzero_ps(); 12];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+    }
+
+    /// # Safety
+    /// The CPU supports AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(iters: usize) -> f32 {
+        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_setzero_ps(); 12];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        let sum = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+        lanes.iter().sum()
+    }
+}
+
+fn peak(c: &mut Criterion) {
+    let mut group = c.benchmark_group("peak");
+    const ITERS: usize = 200_000;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Avx512.supported() {
+            group.throughput(Throughput::Elements((ITERS * 12 * 16 * 2) as u64));
+            // SAFETY: AVX-512F support was just checked.
+            group.bench_function("avx512_fma", |b| {
+                b.iter(|| unsafe { fma_peak::avx512(black_box(ITERS)) })
+            });
+        } else {
+            println!("skipped: no avx512f (peak/avx512_fma)");
+        }
+        if Isa::Avx2.supported() {
+            group.throughput(Throughput::Elements((ITERS * 12 * 8 * 2) as u64));
+            // SAFETY: AVX2 and FMA support was just checked.
+            group.bench_function("avx2_fma", |b| {
+                b.iter(|| unsafe { fma_peak::avx2(black_box(ITERS)) })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn gemm_m(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_m");
+    const ROWS: usize = 8 * 128;
+    const W: usize = 256;
+    for isa in Isa::available() {
+        if isa == Isa::Portable {
+            continue;
+        }
+        // (name, ic, oc): attention qkv, attention proj, mlp fc, mlp proj.
+        for (name, ic, oc) in [
+            ("qkv", W, 3 * W),
+            ("attproj", W, W),
+            ("fc", W, 4 * W),
+            ("fcproj", 4 * W, W),
+        ] {
+            let inp = data(ROWS * ic, 1);
+            let w = data(ic * oc, 2);
+            let dout = data(ROWS * oc, 3);
+            let mut out = vec![0.0; ROWS * oc];
+            let mut dinp = vec![0.0; ROWS * ic];
+            let mut dw = vec![0.0; ic * oc];
+            group.throughput(Throughput::Elements(2 * (ROWS * ic * oc) as u64));
+            let id = |kind: &str| {
+                BenchmarkId::new(
+                    format!("{}/{name}_{kind}", isa.name()),
+                    format!("{ROWS}x{ic}x{oc}"),
+                )
+            };
+            group.bench_function(id("fwd"), |b| {
+                b.iter(|| {
+                    gemm_on(
+                        isa,
+                        ROWS,
+                        oc,
+                        ic,
+                        &inp,
+                        ic,
+                        1,
+                        &w,
+                        oc,
+                        1,
+                        &mut out,
+                        oc,
+                        Init::Zero,
+                    )
+                })
+            });
+            group.bench_function(id("dinp"), |b| {
+                b.iter(|| {
+                    gemm_on(
+                        isa,
+                        ROWS,
+                        ic,
+                        oc,
+                        &dout,
+                        oc,
+                        1,
+                        &w,
+                        1,
+                        oc,
+                        &mut dinp,
+                        ic,
+                        Init::Zero,
+                    )
+                })
+            });
+            group.bench_function(id("dweight"), |b| {
+                b.iter(|| {
+                    gemm_on(
+                        isa,
+                        ic,
+                        oc,
+                        ROWS,
+                        &inp,
+                        1,
+                        ic,
+                        &dout,
+                        oc,
+                        1,
+                        &mut dw,
+                        oc,
+                        Init::Zero,
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, peak, gemm_m, matmuls, ops);
 criterion_main!(benches);

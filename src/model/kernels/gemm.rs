@@ -15,21 +15,28 @@
 //! * the value of row `i` does not depend on `m` or on which other rows are in the call
 //!   (rows `[0, n)` at once equal rows `[0, k)` and `[k, n)` in two calls, bitwise);
 //!   the same holds for columns;
-//! * the AVX2+FMA and portable paths give the same bits (both use a correctly rounded
-//!   FMA; the portable path uses [`f32::mul_add`], which is slow on a CPU without
-//!   hardware FMA, about 1 GFLOP/s through libm, but still exact).
+//! * every instruction-set path gives the same bits: AVX-512, AVX2 and portable all
+//!   use a correctly rounded FMA (the portable path [`f32::mul_add`], which is slow on a
+//!   CPU without hardware FMA, but still exact); a register's width only decides how
+//!   many chains run side by side.
+//!
+//! # One micro-kernel, one impl per ISA
+//! The micro-kernel (`tile`) is written once over the `Lanes` trait (one SIMD register:
+//! zero, splat, load, store, masked load/store of the first `n` lanes, FMA, add). Each
+//! path is an impl and a tile shape: `Zmm` (AVX-512, `12 x 32` tiles: 24 of the 32
+//! registers accumulate), `Ymm` (AVX2, `6 x 16`), `Portable8` (plain Rust, `4 x 8`).
+//! A tile's ragged last columns use masked loads and stores, so nothing is read or
+//! written past a row of `B`, `C`, the bias or the added matrix (`tests/kernels_guard.rs`
+//! puts every operand against a guard page). Adding an ISA is adding an impl.
 //!
 //! # Speed
-//! The AVX2 path (`6 x 16` register tiles; `B` packed per `256 x 256` block into
-//! contiguous 16-column tiles, `A` tiles packed when read down columns) runs the GPT-2
-//! shapes S and M at about 98-111 GFLOP/s on one AMD EPYC (Zen 4) core, whose FMA peak
-//! is about 117 (see `benches/kernels.rs`). Without packing `B`, a `B` 1024 floats wide
-//! steps 4 KiB from row to row, every row lands in the same L1 set, and the wide
-//! shapes of M fell to 64 GFLOP/s. In training the operands are rarely in cache: each
-//! row tile asks for the next tile's rows of `A` and `C` (and a packed `inp^T` block
-//! for all of its rows) with L2 prefetch hints, 3-4% faster cold, ~1.5% slower hot.
-//! An AVX-512 variant measured the same as AVX2 (Zen 4 splits 512-bit FMAs in two) and
-//! needs intrinsics stabilised after the crate's MSRV (1.85), so there is none.
+//! `B` is packed per `256 x 256` block into contiguous tiles of the path's width, and
+//! `A` tiles are packed when read down columns. Without packing `B`, a `B` 1024 floats
+//! wide steps 4 KiB from row to row, every row lands in the same L1 set, and the wide
+//! shapes fell to 64 GFLOP/s. In training the operands are rarely in cache: each row
+//! tile asks for the next tile's rows of `A` and `C` (and a packed `inp^T` block for all
+//! of its rows) with L2 prefetch hints. `benches/kernels.rs` measures every product of
+//! shape M on each path beside the core's FMA peak (`peak/*`, `gemm_m/*`).
 //!
 //! # Layout
 //! `A` and `B` are read through arbitrary strides (`A[i, kk] = a[i * a_rs + kk * a_cs]`,
@@ -101,26 +108,15 @@ pub fn gemm(
     ldc: usize,
     init: Init<'_>,
 ) {
-    gemm_on(
-        crate::isa::active(),
-        m,
-        n,
-        k,
-        a,
-        a_rs,
-        a_cs,
-        b,
-        b_rs,
-        b_cs,
-        c,
-        ldc,
-        init,
+    let isa = crate::isa::active();
+    run(
+        isa, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, init, None,
     )
 }
 
-/// [`gemm`] on a chosen [`Path`] (for tests and benches: every path gives the same
-/// bits). A path this CPU does not support ([`Path::supported`]) runs as
-/// [`Path::Portable`].
+/// [`gemm`] on a chosen [`Isa`] path (for tests and benches: every path gives the
+/// same bits). A path this CPU does not support ([`Isa::supported`]) runs as
+/// [`Isa::Portable`].
 ///
 /// # Panics
 /// As [`gemm`].
@@ -141,7 +137,20 @@ pub fn gemm_on(
     init: Init<'_>,
 ) {
     run(
-        isa, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, init, None,
+        checked(isa),
+        m,
+        n,
+        k,
+        a,
+        a_rs,
+        a_cs,
+        b,
+        b_rs,
+        b_cs,
+        c,
+        ldc,
+        init,
+        None,
     )
 }
 
@@ -169,8 +178,9 @@ pub fn gemm_then_add(
     init: Init<'_>,
     add: &[f32],
 ) {
-    gemm_then_add_on(
-        crate::isa::active(),
+    let isa = crate::isa::active();
+    run(
+        isa,
         m,
         n,
         k,
@@ -183,11 +193,11 @@ pub fn gemm_then_add(
         c,
         ldc,
         init,
-        add,
+        Some(add),
     )
 }
 
-/// [`gemm_then_add`] on a chosen [`Path`] (as [`gemm_on`]).
+/// [`gemm_then_add`] on a chosen [`Isa`] path (as [`gemm_on`]).
 ///
 /// # Panics
 /// As [`gemm_then_add`].
@@ -209,7 +219,7 @@ pub fn gemm_then_add_on(
     add: &[f32],
 ) {
     run(
-        isa,
+        checked(isa),
         m,
         n,
         k,
@@ -226,7 +236,17 @@ pub fn gemm_then_add_on(
     )
 }
 
-/// The checks and the dispatch behind every entry point.
+/// `isa` if this CPU runs it, else the portable path.
+fn checked(isa: Isa) -> Isa {
+    if isa.supported() {
+        isa
+    } else {
+        Isa::Portable
+    }
+}
+
+/// The checks and the dispatch behind every entry point (`isa` must be supported: it
+/// comes from [`crate::isa::active`] or [`checked`]).
 #[allow(clippy::too_many_arguments)]
 fn run(
     isa: Isa,
@@ -294,7 +314,6 @@ fn run(
         accumulate: matches!(init, Init::Accumulate),
         add: add.map(<[f32]>::as_ptr),
     };
-    let isa = if isa.supported() { isa } else { Isa::Portable };
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the bounds of every access were checked above (see `Problem`), and
