@@ -88,18 +88,21 @@ proptest! {
         n in 1usize..300,
         k in 1usize..300,
         layout in 0usize..4,
+        pad in 0usize..3,
         init in 0usize..3,
         fused in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        // A row-major or transposed (read down columns); B row-major or transposed.
-        let (a_rs, a_cs) = if layout & 1 == 0 { (k, 1) } else { (1, m) };
+        // A row-major (rows `pad` floats apart beyond k) or transposed (read down its
+        // columns); B row-major or transposed; C with leading dimension n + pad.
+        let (a_rs, a_cs) = if layout & 1 == 0 { (k + pad, 1) } else { (1, m + pad) };
         let (b_rs, b_cs) = if layout & 2 == 0 { (n, 1) } else { (1, k) };
-        let a = data(m * k, seed, 1.0);
+        let ldc = n + pad;
+        let a = data(m * k + (m.max(k)) * pad, seed, 1.0);
         let b = data(k * n, seed ^ 1, 1.0);
         let bias = data(n, seed ^ 2, 1.0);
-        let add = data(m * n, seed ^ 3, 1.0);
-        let old = data(m * n, seed ^ 4, 1.0);
+        let add = data(m * ldc, seed ^ 3, 1.0);
+        let old = data(m * ldc, seed ^ 4, 1.0);
         same_on_every_path("gemm", || {
             let mut c = old.clone();
             let init = match init {
@@ -109,9 +112,9 @@ proptest! {
             };
             let isa = isa::active();
             if fused {
-                gemm_then_add_on(isa, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init, &add);
+                gemm_then_add_on(isa, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, ldc, init, &add);
             } else {
-                gemm_on(isa, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, n, init);
+                gemm_on(isa, m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut c, ldc, init);
             }
             bits(&c)
         })?;
