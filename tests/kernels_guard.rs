@@ -101,53 +101,17 @@ fn gemm_never_touches_past_an_operand() {
                         let add = Guarded::new(&data(m * n, 4));
                         let mut c = Guarded::new(&data(m * n, 5));
                         let (b_rs, b_cs) = if transposed_b { (1, k) } else { (n, 1) };
-                        gemm_on(
-                            isa,
-                            m,
-                            n,
-                            k,
-                            a.as_slice(),
-                            k,
-                            1,
-                            b.as_slice(),
-                            b_rs,
-                            b_cs,
-                            c.as_mut_slice(),
-                            n,
-                            Init::Bias(bias.as_slice()),
-                        );
-                        gemm_then_add_on(
-                            isa,
-                            m,
-                            n,
-                            k,
-                            a.as_slice(),
-                            k,
-                            1,
-                            b.as_slice(),
-                            b_rs,
-                            b_cs,
-                            c.as_mut_slice(),
-                            n,
-                            Init::Accumulate,
-                            add.as_slice(),
-                        );
-                        // `A` read down its columns (inp^T), packed per tile.
-                        gemm_on(
-                            isa,
-                            m,
-                            n,
-                            k,
-                            a.as_slice(),
-                            1,
-                            m,
-                            b.as_slice(),
-                            b_rs,
-                            b_cs,
-                            c.as_mut_slice(),
-                            n,
-                            Init::Zero,
-                        );
+                        let (a, b) = (a.as_slice(), b.as_slice());
+                        // A read along rows, then down its columns (inp^T, packed).
+                        for (a_rs, a_cs) in [(k, 1), (1, m)] {
+                            let c = c.as_mut_slice();
+                            let bias = Init::Bias(bias.as_slice());
+                            gemm_on(isa, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, n, bias);
+                            let (acc, add) = (Init::Accumulate, add.as_slice());
+                            gemm_then_add_on(
+                                isa, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, n, acc, add,
+                            );
+                        }
                     }
                 }
             }
