@@ -314,12 +314,15 @@ fn run(
         accumulate: matches!(init, Init::Accumulate),
         add: add.map(<[f32]>::as_ptr),
     };
+    // The cargo-fuzz build (`cfg(fuzzing)`: address sanitizer and coverage on every
+    // branch) compiles only the portable engine: no fuzz target runs a matmul, and the
+    // instrumented SIMD variants alone took over ten minutes to compile.
     match isa {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(fuzzing)))]
         // SAFETY: the bounds of every access were checked above (see `Problem`), and
         // the CPU's AVX-512 support was checked at run time by `Isa::supported`.
         Isa::Avx512 => unsafe { gemm_avx512(&p) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(fuzzing)))]
         // SAFETY: as above, for AVX2 and FMA.
         Isa::Avx2 => unsafe { gemm_avx2(&p) },
         // SAFETY: the bounds of every access were checked above; the portable tile
@@ -389,7 +392,7 @@ const PORTABLE_NV: usize = 1;
 /// # Safety
 /// `p` must satisfy the [`Problem`] invariant and the CPU must support the features
 /// of [`Isa::Avx512`].
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(fuzzing)))]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn gemm_avx512(p: &Problem) {
     // SAFETY: forwarded from this function's contract.
@@ -400,7 +403,7 @@ unsafe fn gemm_avx512(p: &Problem) {
 ///
 /// # Safety
 /// `p` must satisfy the [`Problem`] invariant and the CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(fuzzing)))]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_avx2(p: &Problem) {
     // SAFETY: forwarded from this function's contract.
@@ -513,7 +516,7 @@ unsafe fn gemm_body<V: Lanes, const MR: usize, const NV: usize>(p: &Problem) {
             let c = &cols;
             // SAFETY: rows i..m, the k block and the columns are in bounds.
             unsafe {
-                by_height!(rest; row_block::<V, _, NV>(p, pack, r, k0, kb, c, packed, start, end);
+                by_height!(rest, MR; row_block::<V, _, NV>(p, pack, r, k0, kb, c, packed, start, end);
                     1 2 3 4 5 6 7 8 9 10 11)
             }
             j0 = cols.end;
@@ -595,14 +598,16 @@ struct BPacked {
     tiles: usize,
 }
 
-/// `by_height!(rest; f::<V, _, NV>(args); 1 2 ...)` calls `f::<V, rest, NV>(args)`
+/// `by_height!(rest < MR; f::<V, _, NV>(args); 1 2 ...)` calls `f::<V, rest, NV>(args)`
 /// for a run-time row count `rest` (0 does nothing): the remainder rows of a column
-/// block get a tile of their exact height.
+/// block get a tile of their exact height. Heights of `MR` and above are never
+/// instantiated (their arms are cut at compile time), so each path compiles only the
+/// heights its own tile can leave.
 macro_rules! by_height {
-    ($rest:expr; $f:ident::<$v:ident, _, $nv:ident> $args:tt; $($h:literal)*) => {
+    ($rest:expr, $mr:ident; $f:ident::<$v:ident, _, $nv:ident> $args:tt; $($h:literal)*) => {
         match $rest {
             0 => {}
-            $($h => $f::<$v, $h, $nv> $args,)*
+            $($h if const { $h < $mr } => $f::<$v, $h, $nv> $args,)*
             _ => unreachable!("remainder rows below MAX_MR = {MAX_MR}"),
         }
     };
@@ -980,7 +985,7 @@ impl Lanes for Portable8 {
 /// The x86-64 registers: `Ymm` (AVX2 + FMA) and `Zmm` (AVX-512), explicit intrinsics so
 /// the accumulators stay in registers. Only inlined into `gemm_avx2` / `gemm_avx512`,
 /// which are compiled with the features these intrinsics need.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(fuzzing)))]
 mod x86 {
     use super::Lanes;
     use std::arch::x86_64::*;
