@@ -377,10 +377,13 @@ enum End {
 /// rows of `B` and a broadcast in the 32 zmm registers.
 const AVX512_MR: usize = 12;
 /// 16-lane registers per tile row of the AVX-512 path (tile width `16 * AVX512_NV`).
+#[cfg_attr(fuzzing, allow(dead_code))] // only the SIMD variants use it
 const AVX512_NV: usize = 2;
 /// Row-tile height of the AVX2 path (`6 x 16` tiles: 12 accumulators of 16 ymm).
+#[cfg_attr(fuzzing, allow(dead_code))] // only the SIMD variants use it
 const AVX2_MR: usize = 6;
 /// 8-lane registers per tile row of the AVX2 path.
+#[cfg_attr(fuzzing, allow(dead_code))] // only the SIMD variants use it
 const AVX2_NV: usize = 2;
 /// Row-tile height of the portable path.
 const PORTABLE_MR: usize = 4;
