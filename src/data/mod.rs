@@ -1,4 +1,4 @@
-//! Data path (issue 3): byte tokenizer, corpora, built-in Markov corpus, seeded sampler.
+//! Data path: byte tokenizer, corpora, built-in Markov corpus, seeded sampler.
 //! Owns turning bytes on disk (or the built-in [`MarkovSource`]) into train and
 //! validation token streams, and drawing training and evaluation windows from them.
 //! Must never know of threads, atomics or models: everything here is a pure function

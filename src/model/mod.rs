@@ -1,4 +1,4 @@
-//! GPT-2 model (issue 3): config, flat parameter layout, initialization, kernels,
+//! GPT-2 model: config, flat parameter layout, initialization, kernels,
 //! training context and the forward/backward composition.
 //! Must never use threads or atomics: every function here is a deterministic,
 //! single-threaded function of its arguments (the trainer parallelizes across

@@ -1,4 +1,4 @@
-//! Training (issue 3): optimizer, learning-rate schedule, gradient norm, the
+//! Training: optimizer, learning-rate schedule, gradient norm, the
 //! single-threaded trainer, checkpoints and run reports. Composes `model`, `data` and
 //! `segments`; knows nothing of atomics; only `workers` spawns threads.
 

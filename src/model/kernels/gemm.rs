@@ -1027,36 +1027,44 @@ mod x86 {
                 const W: usize = $w;
                 #[inline(always)]
                 unsafe fn zero() -> Self {
+                    // SAFETY: register-only operation; the CPU has the features (see above).
                     unsafe { $reg($zero()) }
                 }
                 #[inline(always)]
                 unsafe fn splat(x: f32) -> Self {
+                    // SAFETY: register-only operation; the CPU has the features (see above).
                     unsafe { $reg($splat(x)) }
                 }
                 #[inline(always)]
                 unsafe fn load(p: *const f32) -> Self {
+                    // SAFETY: the caller guarantees the pointed-to lanes are valid (see above).
                     unsafe { $reg($load(p)) }
                 }
                 #[inline(always)]
                 unsafe fn load_n($lp: *const f32, $ln: usize) -> Self {
+                    // SAFETY: only the first n lanes are read; the caller guarantees them.
                     unsafe { $reg($load_n) }
                 }
                 #[inline(always)]
                 unsafe fn store(self, p: *mut f32) {
+                    // SAFETY: the caller guarantees the pointed-to lanes are valid (see above).
                     unsafe { $store(p, self.0) }
                 }
                 #[inline(always)]
                 unsafe fn store_n(self, $sp: *mut f32, $sn: usize) {
                     let $sv = self.0;
+                    // SAFETY: only the first n lanes are written; the caller guarantees them.
                     unsafe { $store_n }
                 }
                 #[inline(always)]
                 unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
                     let ($fa, $fb, $fc) = (a.0, b.0, c.0);
+                    // SAFETY: register-only operation; the CPU has the features (see above).
                     unsafe { $reg($fma) }
                 }
                 #[inline(always)]
                 unsafe fn add(a: Self, b: Self) -> Self {
+                    // SAFETY: register-only operation; the CPU has the features (see above).
                     unsafe { $reg($add(a.0, b.0)) }
                 }
             }
