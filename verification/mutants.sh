@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeded-bug campaign: apply each patch in verification/mutants/ to a scratch copy of the
-# committed tree (HEAD), run the checks listed for it in catalogue.tsv (in order, stopping at the
+# committed tree (HEAD), run the checks listed for it in catalogue*.tsv (in order, stopping at the
 # first that fails), and print a table: bug, which check killed it, time to kill.
 # Exit status is non-zero if any bug survives or any patch no longer applies.
 #
@@ -15,7 +15,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=${CLLM_MUTANT_DIR:-$ROOT/target/mutants}
 TIMEOUT=${CLLM_MUTANT_TIMEOUT:-600}
 FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
-CATALOGUE=$ROOT/verification/mutants/catalogue.tsv
+# The catalogue: catalogue.tsv plus one catalogue-AREA.tsv per area, read in name order.
+CATALOGUES=("$ROOT"/verification/mutants/catalogue*.tsv)
 ALL=0
 if [ "${1:-}" = "--all" ]; then ALL=1; shift; fi
 ONLY=("$@")
@@ -68,7 +69,7 @@ while IFS=$'\t' read -r id checks desc; do
   case "$id" in ''|'#'*) continue ;; esac
   if [ ${#ONLY[@]} -gt 0 ] && ! printf '%s\n' "${ONLY[@]}" | grep -qx "$id"; then continue; fi
   printf '%s\t%s\t%s\n' "$id" "$checks" "$desc" >>"$SELECTED"
-done <"$CATALOGUE"
+done < <(cat "${CATALOGUES[@]}")
 
 # Baseline: every check must pass on the unmutated copy, or a kill would mean nothing.
 copy_tree

@@ -62,3 +62,10 @@ gen isa-sum-order-on-avx512 src/model/kernels/mod.rs 's/(fn combine\(a: \[f32; L
 gen isa-ymm-mask-one-lane-more src/model/kernels/gemm.rs 's/_mm256_set1_epi32\(n as i32\)/_mm256_set1_epi32(n as i32 + 1)/'
 gen isa-env-ignored src/isa/mod.rs 's/let isa = match Isa::from_env\(\) \{/let isa = match Ok::<Option<Isa>, IsaError>(None) {/'
 gen isa-scoped-not-restored src/isa/mod.rs 's/LOCAL\.with\(\|l\| l\.set\(self\.0\)\);/let _ = self.0;/'
+# Each area keeps its bugs in gen-AREA.sh (lines of `gen`, as above) beside its
+# catalogue-AREA.tsv.
+for area in "$ROOT"/verification/mutants/gen-*.sh; do
+  [ -e "$area" ] || continue
+  # shellcheck source=/dev/null
+  . "$area"
+done
