@@ -7,6 +7,7 @@
 //! give the same bytes, different seeds different bytes, contexts follow the text as
 //! documented, and bad parameters are typed errors.
 
+use approx::{abs_diff_eq, assert_abs_diff_eq};
 use cllm::data::{
     default_corpus, symbol_index, DataError, MarkovSource, ALPHABET, DEFAULT_CORPUS_ALPHA,
     DEFAULT_CORPUS_BYTES, DEFAULT_CORPUS_ORDER, DEFAULT_CORPUS_SEED, N_SYMBOLS,
@@ -28,8 +29,14 @@ fn order0_rate_is_the_entropy_of_its_distribution() {
         let m = MarkovSource::new(seed, 0, alpha).expect("order 0");
         assert_eq!(m.n_contexts(), 1);
         let p = m.transition(0).expect("context 0");
-        assert!((m.entropy_rate() - h(p)).abs() < 1e-12, "seed {seed}");
-        assert!((m.order0_entropy() - h(p)).abs() < 1e-12, "seed {seed}");
+        assert!(
+            abs_diff_eq!(m.entropy_rate(), h(p), epsilon = 1e-12),
+            "seed {seed}"
+        );
+        assert!(
+            abs_diff_eq!(m.order0_entropy(), h(p), epsilon = 1e-12),
+            "seed {seed}"
+        );
     }
 }
 
@@ -52,7 +59,7 @@ proptest! {
                 *qc += w * p;
             }
         }
-        prop_assert!((m.order0_entropy() - h(&q)).abs() < 1e-12);
+        prop_assert!(abs_diff_eq!(m.order0_entropy(), h(&q), epsilon = 1e-12));
     }
 }
 
@@ -83,7 +90,7 @@ fn transitions_are_positive_distributions() {
             let row = m.transition(s).expect("row");
             assert_eq!(row.len(), N_SYMBOLS);
             assert!(row.iter().all(|&p| p > 0.0), "order {order} ctx {s}");
-            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert_abs_diff_eq!(row.iter().sum::<f64>(), 1.0, epsilon = 1e-12);
         }
         assert!(m.transition(m.n_contexts()).is_none());
     }
@@ -97,7 +104,7 @@ fn stationary_distribution_is_stationary() {
         let pi = m.stationary();
         assert_eq!(pi.len(), n);
         assert!(pi.iter().all(|&x| x > 0.0));
-        assert!((pi.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_abs_diff_eq!(pi.iter().sum::<f64>(), 1.0, epsilon = 1e-12);
         // (pi P)(t) = sum over (s, c) with (28 s + c) mod 28^k = t of pi(s) p(c | s).
         let mut next = vec![0.0; n];
         for (s, w) in pi.iter().enumerate() {
@@ -111,7 +118,7 @@ fn stationary_distribution_is_stationary() {
         let rate: f64 = (0..n)
             .map(|s| pi[s] * h(m.transition(s).expect("row")))
             .sum();
-        assert!((rate - m.entropy_rate()).abs() < 1e-12);
+        assert_abs_diff_eq!(rate, m.entropy_rate(), epsilon = 1e-12);
     }
 }
 

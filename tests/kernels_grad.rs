@@ -21,6 +21,7 @@
 //! `ATOL = 1e-4`, `RTOL = 1e-3`: five times the expected error, and still far below the
 //! O(0.1..1) error of any dropped term, wrong sign or wrong factor.
 
+use approx::{abs_diff_eq, relative_eq};
 use cllm::isa::Isa;
 use cllm::model::kernels::gemm::{gemm_on, gemm_then_add_on, Init};
 use cllm::model::kernels::*;
@@ -66,7 +67,7 @@ fn close(name: &str, got: &[f64], want: &[f64]) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.len(), want.len(), "{}: length", name);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         prop_assert!(
-            (g - w).abs() <= ATOL + RTOL * w.abs(),
+            relative_eq!(g, w, epsilon = ATOL, max_relative = RTOL),
             "{name}[{i}]: got {g}, want {w}"
         );
     }
@@ -260,7 +261,7 @@ proptest! {
         for i in 0..n {
             let row = &x64[i * c..(i + 1) * c];
             let m = row.iter().sum::<f64>() / c as f64;
-            prop_assert!((mean[i] as f64 - m).abs() <= ATOL);
+            prop_assert!(abs_diff_eq!(mean[i] as f64, m, epsilon = ATOL));
         }
 
         let g = rng.vec(n * c, -1.0, 1.0);
@@ -744,7 +745,7 @@ proptest! {
                 }
             }
             let s: f64 = row.iter().map(|&a| a as f64).sum();
-            prop_assert!((s - 1.0).abs() <= 1e-5, "row {} sums to {}", r, s);
+            prop_assert!(abs_diff_eq!(s, 1.0, epsilon = 1e-5), "row {} sums to {}", r, s);
         }
     }
 
@@ -762,12 +763,12 @@ proptest! {
         for (i, (&l, &w)) in losses.iter().zip(&want).enumerate() {
             prop_assert!(l.is_finite() && l >= 0.0, "loss {} = {}", i, l);
             // x - max is rounded to f32: half an ulp of 2e4 is ~1e-3.
-            prop_assert!((l as f64 - w).abs() <= 4e-3 + 1e-5 * w, "loss {}: got {}, want {}", i, l, w);
+            prop_assert!(relative_eq!(l as f64, w, epsilon = 4e-3, max_relative = 1e-5), "loss {}: got {}, want {}", i, l, w);
         }
         for (i, row) in d.chunks_exact(v).enumerate() {
             prop_assert!(row.iter().all(|x| x.is_finite()), "row {} not finite", i);
             let s: f64 = row.iter().map(|&x| x as f64).sum();
-            prop_assert!(s.abs() <= 1e-5, "dlogits row {} sums to {}", i, s);
+            prop_assert!(abs_diff_eq!(s, 0.0, epsilon = 1e-5), "dlogits row {} sums to {}", i, s);
         }
     }
 }

@@ -9,6 +9,7 @@
 //! Must never touch: cllm's kernels (the reference never calls them) or any other
 //! module's tests.
 
+use approx::{abs_diff_eq, relative_eq};
 use cllm::data::Rng;
 use cllm::model::{
     forward_backward, forward_loss, init_params, next_token_logits, GptConfig, ParamLayout,
@@ -97,7 +98,7 @@ proptest! {
         let want = r.last_logits(&p, &tokens[..len]);
         let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
         for (k, (&a, &b)) in logits.iter().zip(&want).enumerate() {
-            prop_assert!((f64::from(a) - b).abs() <= LOGIT_REL * scale,
+            prop_assert!(abs_diff_eq!(f64::from(a), b, epsilon = LOGIT_REL * scale),
                 "logit {} of a {}-token prefix: {} vs reference {}", k, len, a, b);
         }
     }
@@ -158,7 +159,7 @@ fn loss_at_init_is_ln_vocab_for_shape_s() {
     let loss = forward_loss(&cfg, &params, &mut ctx, &tokens, &targets).unwrap();
     let ln_v = (cfg.vocab_size as f64).ln();
     assert!(
-        (f64::from(loss) - ln_v).abs() <= 0.05 * ln_v,
+        relative_eq!(f64::from(loss), ln_v, epsilon = 0.0, max_relative = 0.05),
         "loss at init {loss} vs ln(256) = {ln_v}"
     );
     let mut grads = vec![0.0; cfg.n_params()];

@@ -3,6 +3,7 @@
 //! transcription of the AdamW formula, the norm's block sums are the documented order
 //! whatever the partition, and the schedule warms up and decays as documented.
 
+use approx::{abs_diff_eq, relative_eq};
 use cllm::train::norm::{block_sums, grad_norm, norm_from_blocks, NORM_BLOCK};
 use cllm::train::optim::{update_range, AdamState, AdamWConfig};
 use cllm::train::schedule::Schedule;
@@ -83,7 +84,7 @@ proptest! {
                 let vh = v / (1.0 - b2.powi(t));
                 x -= lr as f64 * mh / (vh.sqrt() + eps);
             }
-            prop_assert!((x - p[i] as f64).abs() <= 1e-5 * (1.0 + x.abs()), "param {i}: {x} vs {}", p[i]);
+            prop_assert!(relative_eq!(p[i] as f64, x, epsilon = 1e-5, max_relative = 1e-5), "param {i}: {x} vs {}", p[i]);
         }
     }
 }
@@ -129,7 +130,7 @@ proptest! {
         block_sums(&g, 0..g.len(), scale, &mut got);
         prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
         let exact: f64 = g.iter().map(|&v| sq(v)).sum();
-        prop_assert!((grad_norm(&g, scale) - exact.sqrt()).abs() <= 1e-12 * exact.sqrt().max(1e-30));
+        prop_assert!(relative_eq!(grad_norm(&g, scale), exact.sqrt(), epsilon = 1e-42, max_relative = 1e-12));
     }
 }
 
@@ -142,17 +143,20 @@ fn schedule_warms_up_then_decays_to_the_floor() {
         total: 110,
     };
     assert!(
-        (s.lr(0) - 1e-4).abs() < 1e-9,
+        abs_diff_eq!(s.lr(0), 1e-4, epsilon = 1e-9),
         "first warm-up step is max/warmup"
     );
-    assert!((s.lr(9) - 1e-3).abs() < 1e-9, "warm-up ends at the peak");
+    assert!(
+        abs_diff_eq!(s.lr(9), 1e-3, epsilon = 1e-9),
+        "warm-up ends at the peak"
+    );
     let lrs: Vec<f32> = (10..110).map(|t| s.lr(t)).collect();
     assert!(
         lrs.windows(2).all(|w| w[1] <= w[0]),
         "cosine phase never increases"
     );
     assert!(
-        (s.lr(60) - 5.5e-4).abs() < 1e-7,
+        abs_diff_eq!(s.lr(60), 5.5e-4, epsilon = 1e-7),
         "half way the cosine is at the mid point"
     );
     assert_eq!(s.lr(110), 1e-4);
