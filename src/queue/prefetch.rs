@@ -35,7 +35,7 @@ pub const DEFAULT_CAPACITY: usize = 128;
 #[derive(Debug, thiserror::Error)]
 pub enum PrefetchError<E> {
     /// The producer closure returned this error (delivered after every item it sent).
-    #[error("pre-fetch producer failed")]
+    #[error("pre-fetch producer failed: {0}")]
     Producer(#[source] E),
     /// The producer closure panicked with this message.
     #[error("pre-fetch producer panicked: {0}")]

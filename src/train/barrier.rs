@@ -8,14 +8,19 @@
 //! they meet again, and the main thread alone reduces and updates.
 //! Must never let the thread count change a number (slot `m` is micro-batch `m`,
 //! the reduction is the fixed pairwise tree) and never let a failed worker hang the
-//! others: a failure is recorded and the worker keeps meeting the barriers.
+//! others: a failure (an error or a panic, on a worker or on the main thread) is
+//! recorded, every participant keeps meeting the barriers, and the run ends after the
+//! step with the error. A thread the OS refuses to start ends the run before any step
+//! with [`TrainError::Spawn`]: the threads already started are released (the barrier
+//! drops the missing participants) and joined.
 
 use crate::data::Sampler;
 use crate::model::{self, TrainingContext};
 use crate::segments::GradientSegments;
 use crate::step::WorkerStats;
-use crate::train::lockfree::RunReport;
-use crate::train::trainer::{apply_update, StepStats, TrainConfig, TrainError, TrainState};
+use crate::train::apply::apply_update;
+use crate::train::faults::{Faults, NoFaults};
+use crate::train::types::{RunReport, StepStats, TrainConfig, TrainError, TrainState};
 use crate::train::workers::MicroBatch;
 use core::cell::UnsafeCell;
 use core::ops::Range;
@@ -39,10 +44,11 @@ pub struct BarrierRun<'a> {
     pub train: &'a [u32],
 }
 
-/// A reusable barrier for `n` threads (the `std::sync::Barrier` algorithm).
+/// A reusable barrier for `n` threads (the `std::sync::Barrier` algorithm), whose
+/// party count can shrink (for participants that never started).
 pub struct Barrier {
-    n: usize,
-    state: parking_lot::Mutex<(usize, u64)>,
+    /// (parties, arrivals in this generation, generation).
+    state: parking_lot::Mutex<(usize, usize, u64)>,
     cv: parking_lot::Condvar,
 }
 
@@ -50,27 +56,41 @@ impl Barrier {
     /// A barrier that releases every `n` arrivals.
     pub fn new(n: usize) -> Self {
         Barrier {
-            n,
-            state: parking_lot::Mutex::new((0, 0)),
+            state: parking_lot::Mutex::new((n, 0, 0)),
             cv: parking_lot::Condvar::new(),
         }
     }
 
-    /// Block until `n` threads have called `wait` (for this generation). The mutex
+    /// Block until every party has called `wait` (for this generation). The mutex
     /// orders everything before every arrival before everything after every release.
     pub fn wait(&self) {
         let mut s = self.state.lock();
-        let generation = s.1;
-        s.0 += 1;
-        if s.0 < self.n {
-            while s.1 == generation {
+        let generation = s.2;
+        s.1 += 1;
+        if s.1 < s.0 {
+            while s.2 == generation {
                 self.cv.wait(&mut s);
             }
         } else {
-            s.0 = 0;
-            s.1 = s.1.wrapping_add(1);
+            Self::release(&mut s);
             self.cv.notify_all();
         }
+    }
+
+    /// From now on, release every `parties - missing` arrivals (at least one); the
+    /// current generation is released at once if everyone left has arrived.
+    pub fn remove_parties(&self, missing: usize) {
+        let mut s = self.state.lock();
+        s.0 = s.0.saturating_sub(missing).max(1);
+        if s.1 > 0 && s.1 >= s.0 {
+            Self::release(&mut s);
+            self.cv.notify_all();
+        }
+    }
+
+    fn release(s: &mut (usize, usize, u64)) {
+        s.1 = 0;
+        s.2 = s.2.wrapping_add(1);
     }
 }
 
@@ -90,12 +110,27 @@ impl<T> Shared<T> {
 }
 
 /// Run up to `steps` steps on `contexts.len()` participants (the caller is worker 0).
+/// If `on_step` panics, the run stops after that step (every worker is joined) and
+/// the panic continues in the caller.
 pub fn run(
     r: BarrierRun<'_>,
     state: &mut TrainState,
     contexts: &mut [TrainingContext],
     steps: u64,
     on_step: &mut dyn FnMut(&StepStats) -> bool,
+) -> Result<RunReport, TrainError> {
+    run_with_faults(r, state, contexts, steps, on_step, &NoFaults)
+}
+
+/// [`run`], consulting `faults` before every draw, every micro-batch's
+/// forward/backward (on its worker) and the update (on the main thread, worker 0).
+pub fn run_with_faults<F: Faults>(
+    r: BarrierRun<'_>,
+    state: &mut TrainState,
+    contexts: &mut [TrainingContext],
+    steps: u64,
+    on_step: &mut dyn FnMut(&StepStats) -> bool,
+    faults: &F,
 ) -> Result<RunReport, TrainError> {
     let started = Instant::now();
     let cfg = r.cfg;
@@ -127,6 +162,7 @@ pub fn run(
                 // write params, batches or the step counter now.
                 let (p, b, (g, _)) =
                     unsafe { (&*params.get(), &(&*batches.get())[mb], *seg_step.get()) };
+                faults.compute(step, worker)?;
                 let mut slot = r.segments.claim(g, mb)?;
                 let loss = slot.write(|grad| {
                     model::forward_backward(&cfg.model, p, ctx, &b.tokens, &b.targets, grad)
@@ -154,14 +190,17 @@ pub fn run(
         stats.busy += t0.elapsed();
     };
 
+    let mut callback_panic = None;
     let result = std::thread::scope(|scope| {
-        let handles: Vec<_> = rest
-            .iter_mut()
-            .enumerate()
-            .map(|(i, ctx)| {
-                let (work, barrier, go) = (&work, &barrier, &go);
-                let step_now = &seg_step;
-                scope.spawn(move || {
+        // Start the workers; a refusal stops here (see below).
+        let mut handles = Vec::with_capacity(rest.len());
+        let mut refused = None;
+        for (i, ctx) in rest.iter_mut().enumerate() {
+            let (work, barrier, go) = (&work, &barrier, &go);
+            let step_now = &seg_step;
+            let spawned = std::thread::Builder::new()
+                .name(format!("cllm-barrier-{}", i + 1))
+                .spawn_scoped(scope, move || {
                     let mut stats = WorkerStats::default();
                     loop {
                         barrier.wait();
@@ -175,24 +214,54 @@ pub fn run(
                         work(i + 1, ctx, step, &mut stats);
                         barrier.wait();
                     }
-                })
-            })
-            .collect();
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    refused = Some(TrainError::Spawn {
+                        index: i + 1,
+                        threads: n,
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        if refused.is_some() {
+            // The started workers wait at the start barrier for `n` arrivals: count
+            // only the main thread and them, and let them see `go == false`.
+            barrier.remove_parties(n - 1 - handles.len());
+        }
 
         let mut leader = WorkerStats::default();
-        let mut outcome = Ok(());
-        while done < steps {
+        let mut outcome = refused.map_or(Ok(()), Err);
+        while outcome.is_ok() && done < steps {
             let step = state.step + done;
             let ctx0 = &mut first[0];
-            {
+            let drawn = catch_unwind(AssertUnwindSafe(|| {
                 // SAFETY: every worker waits at the start barrier: nobody reads these.
                 let (b, g) = unsafe { (&mut *batches.get(), &mut *seg_step.get()) };
                 *g = (r.segments.completed_steps(), step);
-                if let Err(e) = b.iter_mut().try_for_each(|b| {
-                    r.sampler
-                        .next_batch(r.train, cfg.batch, cfg.seq, &mut b.tokens, &mut b.targets)
-                }) {
-                    outcome = Err(e.into());
+                b.iter_mut().enumerate().try_for_each(|(mb, b)| {
+                    faults.draw(step, mb).and_then(|()| {
+                        r.sampler.next_batch(
+                            r.train,
+                            cfg.batch,
+                            cfg.seq,
+                            &mut b.tokens,
+                            &mut b.targets,
+                        )
+                    })
+                })
+            }));
+            match drawn {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    outcome = Err(TrainError::Batch { step, source });
+                    break;
+                }
+                Err(_) => {
+                    outcome = Err(TrainError::WorkerPanicked { step, worker: 0 });
                     break;
                 }
             }
@@ -205,27 +274,34 @@ pub fn run(
                 break;
             }
             let t0 = Instant::now();
-            // SAFETY: workers wait at the start barrier again; the main thread alone
-            // touches params and losses until it next waits.
-            let (p, ls) = unsafe {
-                (
-                    &mut *params.get(),
-                    losses.iter().map(|l| *l.get()).collect::<Vec<f32>>(),
-                )
-            };
-            // SAFETY: as above.
-            let (g, _) = unsafe { *seg_step.get() };
-            let stats = r
-                .segments
-                .reduce_all(g, r.grad)
-                .map_err(TrainError::from)
-                .and_then(|()| apply_update(cfg, r.decay, p, &mut state.opt, r.grad, &ls, step));
+            let stats = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: workers wait at the start barrier again; the main thread alone
+                // touches params and losses until it next waits.
+                let (p, ls) = unsafe {
+                    (
+                        &mut *params.get(),
+                        losses.iter().map(|l| *l.get()).collect::<Vec<f32>>(),
+                    )
+                };
+                // SAFETY: as above.
+                let (g, _) = unsafe { *seg_step.get() };
+                r.segments.reduce_all(g, r.grad)?;
+                faults.decide(step, 0)?;
+                faults.update(step, 0);
+                apply_update(cfg, r.decay, p, &mut state.opt, r.grad, &ls, step)
+            }))
+            .unwrap_or(Err(TrainError::WorkerPanicked { step, worker: 0 }));
             leader.busy += t0.elapsed();
             match stats {
                 Ok(stats) => {
                     done += 1;
-                    if !on_step(&stats) {
-                        break;
+                    match catch_unwind(AssertUnwindSafe(|| on_step(&stats))) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(payload) => {
+                            callback_panic = Some(payload);
+                            break;
+                        }
                     }
                 }
                 Err(e) => {
@@ -245,6 +321,9 @@ pub fn run(
     });
     state.params = params.0.into_inner();
     state.step += done;
+    if let Some(payload) = callback_panic {
+        std::panic::resume_unwind(payload);
+    }
     let workers = result?;
     Ok(RunReport {
         steps: done,

@@ -11,19 +11,36 @@
 //! threads that split its micro-batch's matmuls by output rows (intra-batch
 //! parallelism; the same bits, see `model::RowSplit`).
 //!
-//! Generic over [`Platform`] so the whole trainer runs under shuttle in the tests.
+//! Generic over [`Platform`] so the whole trainer runs under shuttle in the tests, and
+//! over [`Faults`] so tests can make the pre-fetch draw or any hook fail
+//! ([`run_with_faults`]; production runs use [`NoFaults`] through [`run`]).
+//!
+//! # Errors
+//! Every failure ends the run for every thread (the protocol aborts, every thread is
+//! joined) and is returned typed: a sampler error on the pre-fetch thread arrives as
+//! [`TrainError::Batch`] with its step (exactly what [`Trainer::step`] reports for the
+//! same data), a panic there as [`TrainError::PrefetchPanicked`], a hook's panic as
+//! [`TrainError::WorkerPanicked`] naming the step and the worker, a thread the OS
+//! refuses as [`TrainError::Spawn`] (no step runs).
+//!
+//! [`Trainer::step`]: crate::train::trainer::Trainer::step
 
-use crate::data::{DataError, Sampler, SamplerState};
+use crate::data::{Sampler, SamplerState};
 use crate::model::{self, RowSplit, TrainingContext};
-use crate::queue::PrefetchQueue;
+use crate::queue::{PrefetchError, PrefetchQueue};
 use crate::step::{StepError, StepHooks, StepProtocol, Team, WorkerStats};
 use crate::sync::{Join, Platform};
+use crate::train::apply::clip_scale;
+pub use crate::train::faults::{Faults, NoFaults};
 use crate::train::norm;
 use crate::train::optim::{update_part, StepScalars};
-use crate::train::trainer::{clip_scale, StepStats, TrainConfig, TrainError, TrainState};
+use crate::train::types::{StepStats, TrainConfig, TrainError, TrainState};
 use core::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+/// Re-exported from [`types`](crate::train::types) (its old home was here).
+pub use crate::train::types::RunReport;
 
 /// One micro-batch on its way to a worker.
 #[derive(Debug)]
@@ -37,18 +54,6 @@ pub struct Fetched {
     /// The sampler's state right after drawing it (what a checkpoint records once
     /// this micro-batch is consumed).
     pub sampler_after: SamplerState,
-}
-
-/// What a run measured.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunReport {
-    /// Steps completed.
-    pub steps: u64,
-    /// Wall time of the run.
-    pub wall: Duration,
-    /// One entry per worker (worker 0 is the calling thread), then one per helper
-    /// thread (busy time only).
-    pub workers: Vec<WorkerStats>,
 }
 
 /// The decision every worker reaches for a step.
@@ -69,12 +74,41 @@ pub fn run<P: Platform>(
     cfg: &TrainConfig,
     state: &mut TrainState,
     decay: &Arc<[Range<usize>]>,
+    contexts: Vec<TrainingContext>,
+    helpers: usize,
+    train: &Arc<[u32]>,
+    steps: u64,
+    last_grad: &mut Vec<f32>,
+    on_step: &mut dyn FnMut(&StepStats) -> bool,
+) -> (Vec<TrainingContext>, Result<RunReport, TrainError>) {
+    run_with_faults::<P, NoFaults>(
+        cfg,
+        state,
+        decay,
+        contexts,
+        helpers,
+        train,
+        steps,
+        last_grad,
+        on_step,
+        &Arc::new(NoFaults),
+    )
+}
+
+/// [`run`], consulting `faults` before every draw and at the start of every hook
+/// (see [`Faults`]).
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_faults<P: Platform, F: Faults>(
+    cfg: &TrainConfig,
+    state: &mut TrainState,
+    decay: &Arc<[Range<usize>]>,
     mut contexts: Vec<TrainingContext>,
     helpers: usize,
     train: &Arc<[u32]>,
     steps: u64,
     last_grad: &mut Vec<f32>,
     on_step: &mut dyn FnMut(&StepStats) -> bool,
+    faults: &Arc<F>,
 ) -> (Vec<TrainingContext>, Result<RunReport, TrainError>) {
     let started = Instant::now();
     let n_workers = contexts.len();
@@ -104,20 +138,33 @@ pub fn run<P: Platform>(
             Arc::new(Team::new(1 + extra))
         })
         .collect();
+    // Threads are counted in start order (the calling thread is 0) for the error a
+    // refused start reports; after one refusal nothing more is started.
+    let n_threads = n_workers + helpers;
+    let mut spawned_threads = 0usize;
+    let refused = |before: usize, source| TrainError::Spawn {
+        index: before + 1,
+        threads: n_threads,
+        source,
+    };
     let mut helper_handles = Vec::new();
     let mut spawn_error = None;
-    for (w, team) in teams.iter().enumerate() {
+    'helpers: for (w, team) in teams.iter().enumerate() {
         for h in 1..team.size() {
             let team = Arc::clone(team);
             match P::spawn(&format!("cllm-helper-{w}.{h}"), move || team.help(h)) {
-                Ok(handle) => helper_handles.push(handle),
+                Ok(handle) => {
+                    helper_handles.push(handle);
+                    spawned_threads += 1;
+                }
                 Err(e) => {
-                    spawn_error = Some(TrainError::Config(format!("starting a helper: {e}")));
+                    spawn_error = Some(refused(spawned_threads, e));
+                    break 'helpers;
                 }
             }
         }
     }
-    let hooks = |ctx, worker: usize| TrainHooks::<P> {
+    let hooks = |ctx, worker: usize| TrainHooks::<P, F> {
         cfg: *cfg,
         ctx,
         decay: Arc::clone(decay),
@@ -125,24 +172,44 @@ pub fn run<P: Platform>(
         team: Arc::clone(&teams[worker]),
         first_step: state.step,
         first_t: state.opt.t,
+        faults: Arc::clone(faults),
     };
     let mut leader_hooks = hooks(contexts.remove(0), 0);
+    // Contexts of workers never started (after a refusal) go back to the caller.
+    let mut unstarted = Vec::new();
     let mut handles = Vec::new();
     for (i, ctx) in contexts.into_iter().enumerate() {
+        if spawn_error.is_some() {
+            unstarted.push(ctx);
+            continue;
+        }
         let worker = i + 1;
         let protocol = Arc::clone(&protocol);
-        let mut h = hooks(ctx, worker);
+        let h = hooks(ctx, worker);
+        // The hooks travel in a shared cell so a refused start can hand the context
+        // back (the closure, and whatever it owns, is dropped by a failed spawn).
+        let cell = Arc::new(parking_lot::Mutex::new(Some(h)));
+        let in_thread = Arc::clone(&cell);
         let spawned = P::spawn(&format!("cllm-worker-{worker}"), move || {
+            let mut h = in_thread
+                .lock()
+                .take()
+                .expect("the hooks are handed over once");
             let mut stats = WorkerStats::default();
             let result = protocol.work(worker, &mut h, &mut stats);
             let result = result.map_err(|e| step_error(e, h.first_step));
             (h.ctx, stats, result)
         });
         match spawned {
-            Ok(handle) => handles.push(handle),
+            Ok(handle) => {
+                handles.push(handle);
+                spawned_threads += 1;
+            }
             Err(e) => {
-                spawn_error = Some(TrainError::Config(format!("starting worker {worker}: {e}")));
-                break;
+                spawn_error = Some(refused(spawned_threads, e));
+                if let Some(h) = cell.lock().take() {
+                    unstarted.push(h.ctx);
+                }
             }
         }
     }
@@ -152,11 +219,12 @@ pub fn run<P: Platform>(
     let mut sampler_after = state.sampler;
     let mut leader_error = spawn_error;
     if leader_error.is_none() {
-        match start_prefetch::<P>(cfg, state, train, steps) {
+        match start_prefetch::<P, F>(cfg, state, train, steps, faults) {
             Err(e) => leader_error = Some(e),
             Ok(mut prefetch) => {
                 while done < steps {
                     let step = done as usize;
+                    let global = state.step + done;
                     let mut batch = Vec::with_capacity(m);
                     let fetched = (0..m).try_for_each(|_| match prefetch.recv() {
                         Ok(Some(f)) => {
@@ -164,10 +232,10 @@ pub fn run<P: Platform>(
                             batch.push(f);
                             Ok(())
                         }
-                        Ok(None) => Err(TrainError::Config(
-                            "the pre-fetch thread ended early".into(),
-                        )),
-                        Err(e) => Err(TrainError::Config(format!("pre-fetch: {e}"))),
+                        Ok(None) => Err(TrainError::Config(format!(
+                            "step {global}: the pre-fetch thread ended early"
+                        ))),
+                        Err(e) => Err(prefetch_error(e, global)),
                     });
                     if let Err(e) = fetched {
                         leader_error = Some(e);
@@ -202,6 +270,7 @@ pub fn run<P: Platform>(
     // Join everyone, then pick the error to report: the leader's own unless it only
     // saw the abort, else the first worker's real one.
     let mut contexts = vec![leader_hooks.ctx];
+    contexts.append(&mut unstarted);
     let mut workers = vec![leader_stats];
     let mut errors = Vec::new();
     if let Some(e) = leader_error {
@@ -270,27 +339,36 @@ pub fn run<P: Platform>(
 }
 
 /// Start the pre-fetch thread: it draws `steps * micro_batches` micro-batches in
-/// order from a sampler at `state.sampler`.
-fn start_prefetch<P: Platform>(
+/// order from a sampler at `state.sampler`. A draw that fails ends the stream with
+/// [`TrainError::Batch`] naming the step, after every micro-batch drawn before it.
+fn start_prefetch<P: Platform, F: Faults>(
     cfg: &TrainConfig,
     state: &TrainState,
     train: &Arc<[u32]>,
     steps: u64,
-) -> Result<PrefetchQueue<Fetched, DataError, P>, TrainError> {
+    faults: &Arc<F>,
+) -> Result<PrefetchQueue<Fetched, TrainError, P>, TrainError> {
     let (batch, seq, m) = (cfg.batch, cfg.seq, cfg.micro_batches);
     let mut sampler = Sampler::from_state(state.sampler);
     let first_step = state.step;
     let train = Arc::clone(train);
+    let faults = Arc::clone(faults);
     let capacity = crate::queue::PREFETCH_DEFAULT_CAPACITY.min(2 * m).max(1);
     PrefetchQueue::spawn(capacity, move |producer| {
         for s in 0..steps {
-            for _ in 0..m {
+            let step = first_step + s;
+            for mb in 0..m {
                 let (mut tokens, mut targets) = (vec![0; batch * seq], vec![0; batch * seq]);
-                sampler.next_batch(&train, batch, seq, &mut tokens, &mut targets)?;
+                faults
+                    .draw(step, mb)
+                    .and_then(|()| {
+                        sampler.next_batch(&train, batch, seq, &mut tokens, &mut targets)
+                    })
+                    .map_err(|source| TrainError::Batch { step, source })?;
                 let item = Fetched {
                     tokens,
                     targets,
-                    step: first_step + s,
+                    step,
                     sampler_after: sampler.state(),
                 };
                 if producer.send(item).is_err() {
@@ -300,12 +378,12 @@ fn start_prefetch<P: Platform>(
         }
         Ok(())
     })
-    .map_err(|e| TrainError::Config(format!("starting the pre-fetch thread: {e}")))
+    .map_err(|e| prefetch_error(e, first_step))
 }
 
 // ---- the hooks: what a worker does inside the protocol ----------------------------
 
-struct TrainHooks<P: Platform> {
+struct TrainHooks<P: Platform, F: Faults> {
     cfg: TrainConfig,
     ctx: TrainingContext,
     decay: Arc<[Range<usize>]>,
@@ -313,6 +391,7 @@ struct TrainHooks<P: Platform> {
     team: Arc<Team<P>>,
     first_step: u64,
     first_t: u64,
+    faults: Arc<F>,
 }
 
 /// A team as the model's row splitter.
@@ -327,7 +406,7 @@ impl<P: Platform> RowSplit for TeamSplit<'_, P> {
     }
 }
 
-impl<P: Platform> StepHooks<Fetched> for TrainHooks<P> {
+impl<P: Platform, F: Faults> StepHooks<Fetched> for TrainHooks<P, F> {
     type Error = TrainError;
     type Decision = Decision;
 
@@ -337,23 +416,29 @@ impl<P: Platform> StepHooks<Fetched> for TrainHooks<P> {
         job: &Fetched,
         grad: &mut [f32],
     ) -> Result<f32, TrainError> {
-        model::forward_backward_split(
-            &self.cfg.model,
-            weights,
-            &mut self.ctx,
-            &job.tokens,
-            &job.targets,
-            grad,
-            &TeamSplit(&self.team),
-        )
-        .map_err(|e| TrainError::WorkerFailed {
-            step: job.step,
-            worker: self.worker,
-            source: Box::new(e.into()),
-        })
+        self.faults
+            .compute(job.step, self.worker)
+            .and_then(|()| {
+                model::forward_backward_split(
+                    &self.cfg.model,
+                    weights,
+                    &mut self.ctx,
+                    &job.tokens,
+                    &job.targets,
+                    grad,
+                    &TeamSplit(&self.team),
+                )
+                .map_err(TrainError::from)
+            })
+            .map_err(|e| TrainError::WorkerFailed {
+                step: job.step,
+                worker: self.worker,
+                source: Box::new(e),
+            })
     }
 
     fn summarize(&mut self, _range: Range<usize>, grad: &[f32], out: &mut Vec<f64>) {
+        self.faults.summarize(self.worker);
         let mean_scale = 1.0 / self.cfg.micro_batches as f32;
         // Parts start on the NORM_BLOCK grid, so the part's blocks are global blocks.
         norm::block_sums(grad, 0..grad.len(), mean_scale, out);
@@ -368,6 +453,7 @@ impl<P: Platform> StepHooks<Fetched> for TrainHooks<P> {
         let cfg = &self.cfg;
         let m = cfg.micro_batches;
         let global = self.first_step + step as u64;
+        self.faults.decide(global, self.worker)?;
         let loss = (losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
         let non_finite = |what, value: f64| TrainError::NonFinite {
             step: global,
@@ -406,6 +492,7 @@ impl<P: Platform> StepHooks<Fetched> for TrainHooks<P> {
         grad: &[f32],
         aux: &mut [&mut [f32]],
     ) {
+        self.faults.update(d.stats.step, self.worker);
         if let [m, v] = aux {
             update_part(
                 &self.cfg.adamw,
@@ -422,6 +509,19 @@ impl<P: Platform> StepHooks<Fetched> for TrainHooks<P> {
 }
 
 // ---- helpers ----------------------------------------------------------------------
+
+/// The pre-fetch queue's report as a training error: the producer's own error as it
+/// was raised (it names its step), a panic there with the step the leader waited for.
+fn prefetch_error(e: PrefetchError<TrainError>, step: u64) -> TrainError {
+    match e {
+        PrefetchError::Producer(e) => e,
+        PrefetchError::ProducerPanicked(message) => TrainError::PrefetchPanicked { step, message },
+        PrefetchError::Spawn(source) => TrainError::SpawnPrefetch { source },
+        PrefetchError::ZeroCapacity => {
+            TrainError::Config("the pre-fetch queue needs a capacity of at least 1".into())
+        }
+    }
+}
 
 /// A protocol error as a training error; `first_step` is the training step of the
 /// protocol's step 0.

@@ -8,10 +8,12 @@
 //!
 //! # Types
 //! * [`TrainConfig`]: everything that determines the trajectory (model shape, batch
-//!   geometry, optimizer, schedule, clipping, seed).
+//!   geometry, optimizer, schedule, clipping, seed); defined in
+//!   [`types`](super::types), re-exported here.
 //! * [`TrainState`]: everything that changes step by step (weights, moments, step
 //!   count, sampler). Saving and restoring it resumes the same trajectory bit for bit.
-//! * [`Trainer`]: a state plus the reusable buffers a step needs.
+//! * [`Trainer`]: a state plus the reusable buffers a step needs; the facade over
+//!   the reference step and both schedulers.
 //!
 //! # One step `s`
 //! 1. For micro-batch `m` in `0..M` (in order, on this thread): the sampler draws
@@ -27,139 +29,22 @@
 //!
 //! The step loss is the mean of the micro-batch losses, summed in `m` order in f64.
 
-use crate::data::{eval_windows, Sampler, SamplerState};
-use crate::model::{self, GptConfig, ModelError, ParamLayout, TrainingContext};
-use crate::segments::{GradientSegments, SegmentsError};
+use crate::data::{eval_windows, Sampler};
+use crate::model::{self, ParamLayout, TrainingContext};
+use crate::segments::GradientSegments;
 use crate::step::WorkerStats;
-use crate::train::lockfree::RunReport;
-use crate::train::norm;
-use crate::train::optim::{update_range, AdamState, AdamWConfig};
-use crate::train::schedule::Schedule;
 use crate::train::workers::{forward_backward_serial, MicroBatch};
 use crate::train::{barrier, lockfree};
 use core::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything that determines a training trajectory.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainConfig {
-    /// Model shape.
-    pub model: GptConfig,
-    /// Sequences per micro-batch.
-    pub batch: usize,
-    /// Micro-batches per optimizer step (the global batch is `batch * micro_batches`
-    /// sequences, whatever the thread count).
-    pub micro_batches: usize,
-    /// Tokens per sequence (at most `model.n_positions`).
-    pub seq: usize,
-    /// Optimizer steps of the whole run (the schedule's length).
-    pub steps: u64,
-    /// Learning-rate schedule.
-    pub schedule: Schedule,
-    /// AdamW hyper-parameters.
-    pub adamw: AdamWConfig,
-    /// Clip the gradient's L2 norm to this (0 disables clipping).
-    pub grad_clip: f32,
-    /// Seed of the initial weights and of the batch sampler.
-    pub seed: u64,
-}
-
-/// Everything a step changes; with the [`TrainConfig`] it is a complete checkpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainState {
-    /// The flat parameter buffer ([`ParamLayout`] order).
-    pub params: Vec<f32>,
-    /// AdamW moments and update count.
-    pub opt: AdamState,
-    /// Steps completed.
-    pub step: u64,
-    /// The batch sampler's position.
-    pub sampler: SamplerState,
-}
-
-/// What one step measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepStats {
-    /// The step's index (0-based).
-    pub step: u64,
-    /// Mean training loss over the step's micro-batches.
-    pub loss: f32,
-    /// L2 norm of the mean gradient before clipping.
-    pub grad_norm: f64,
-    /// Learning rate used.
-    pub lr: f32,
-    /// Tokens processed (`batch * micro_batches * seq`).
-    pub tokens: usize,
-}
-
-/// Why training stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A hyper-parameter is out of range.
-    #[error("invalid training configuration: {0}")]
-    Config(String),
-    /// The model rejected its configuration or input.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// The data path rejected a request.
-    #[error(transparent)]
-    Data(#[from] crate::data::DataError),
-    /// The gradient protocol was misused (a bug, reported instead of racing).
-    #[error(transparent)]
-    Segments(#[from] SegmentsError),
-    /// The loss or gradient stopped being finite.
-    #[error("step {step}: {what} is not finite ({value}); stopping before the update, the weights are those after step {last_good}")]
-    NonFinite {
-        /// The step (0-based) that produced it.
-        step: u64,
-        /// `loss` or `gradient norm`.
-        what: &'static str,
-        /// The value.
-        value: f64,
-        /// Steps completed with finite values.
-        last_good: u64,
-    },
-    /// A worker thread panicked (the panic message went to stderr).
-    #[error("step {step}: worker {worker} panicked; training stopped before the update")]
-    WorkerPanicked {
-        /// The step (0-based).
-        step: u64,
-        /// The worker's index.
-        worker: usize,
-    },
-    /// A worker's forward/backward failed.
-    #[error("step {step}: worker {worker} failed: {source}")]
-    WorkerFailed {
-        /// The step (0-based).
-        step: u64,
-        /// The worker's index.
-        worker: usize,
-        /// What went wrong.
-        source: Box<TrainError>,
-    },
-    /// Another participant failed first; this one only saw the run end.
-    #[error("the run was aborted")]
-    Aborted,
-    /// An earlier step failed; the trainer's state is not trustworthy any more.
-    #[error("an earlier step failed; this trainer cannot continue")]
-    Poisoned,
-    /// A restored state does not fit the configuration.
-    #[error("state does not match the configuration: {0}")]
-    StateMismatch(String),
-}
-
-/// How a threaded run schedules its workers (both give the same bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Scheduler {
-    /// Main thread draws batches, workers meet at a `std::sync::Barrier` twice per
-    /// step, the main thread reduces and updates alone (the baseline).
-    Barrier,
-    /// Pre-fetch thread, work queue, parallel reduction and sharded update ordered by
-    /// the lock-free step protocol.
-    #[default]
-    LockFree,
-}
+// The shared types and step arithmetic live in their own modules (so the schedulers
+// need not depend on this facade); these re-exports keep their old paths working.
+pub use crate::train::apply::{apply_update, clip_scale};
+pub use crate::train::types::{
+    RunReport, Scheduler, StepStats, TrainConfig, TrainError, TrainState,
+};
 
 /// Totals over every run of a trainer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -208,79 +93,6 @@ pub struct Trainer {
     tokens: Vec<u32>,
     targets: Vec<u32>,
     losses: Vec<f32>,
-}
-
-impl TrainConfig {
-    /// Check every field; the message names the offending one.
-    pub fn validate(&self) -> Result<(), TrainError> {
-        self.model.validate()?;
-        let bad = |s: String| Err(TrainError::Config(s));
-        if self.batch == 0 {
-            return bad("batch must be at least 1".into());
-        }
-        if self.micro_batches == 0 {
-            return bad("micro-batches must be at least 1".into());
-        }
-        if self.seq == 0 || self.seq > self.model.n_positions {
-            return bad(format!(
-                "sequence length {} must be between 1 and the context length {}",
-                self.seq, self.model.n_positions
-            ));
-        }
-        if self.steps == 0 {
-            return bad("steps must be at least 1".into());
-        }
-        let s = &self.schedule;
-        if !(s.max_lr.is_finite() && s.max_lr > 0.0) {
-            return bad(format!("learning rate {} must be positive", s.max_lr));
-        }
-        if !(s.min_lr.is_finite() && s.min_lr >= 0.0 && s.min_lr <= s.max_lr) {
-            return bad(format!(
-                "minimum learning rate {} must be in [0, {}]",
-                s.min_lr, s.max_lr
-            ));
-        }
-        let a = &self.adamw;
-        if !(a.beta1 >= 0.0 && a.beta1 < 1.0 && a.beta2 >= 0.0 && a.beta2 < 1.0) {
-            return bad(format!(
-                "AdamW betas ({}, {}) must be in [0, 1)",
-                a.beta1, a.beta2
-            ));
-        }
-        if !(a.eps.is_finite() && a.eps > 0.0) {
-            return bad(format!("AdamW eps {} must be positive", a.eps));
-        }
-        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
-            return bad(format!("weight decay {} must be >= 0", a.weight_decay));
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return bad(format!(
-                "gradient clip {} must be >= 0 (0 disables)",
-                self.grad_clip
-            ));
-        }
-        Ok(())
-    }
-
-    /// Tokens consumed by one optimizer step.
-    pub fn tokens_per_step(&self) -> usize {
-        self.batch * self.micro_batches * self.seq
-    }
-}
-
-impl TrainState {
-    /// The state before step 0: GPT-2 initial weights from the seed, zero moments.
-    pub fn initial(cfg: &TrainConfig) -> Result<Self, TrainError> {
-        cfg.validate()?;
-        let params = model::init_params(&cfg.model, cfg.seed);
-        let opt = AdamState::new(params.len());
-        Ok(TrainState {
-            params,
-            opt,
-            step: 0,
-            sampler: Sampler::new(cfg.seed).state(),
-        })
-    }
 }
 
 impl Trainer {
@@ -403,7 +215,9 @@ impl Trainer {
     /// Run up to `steps` optimizer steps on the trainer's workers and scheduler.
     /// `on_step` runs on this thread after every step; returning `false` stops the
     /// run after that step. The trajectory is bitwise the one of [`Trainer::step`].
-    /// After an error the trainer refuses further work ([`TrainError::Poisoned`]).
+    /// After an error the trainer refuses further work ([`TrainError::Poisoned`]),
+    /// except after a thread the OS refused to start ([`TrainError::Spawn`],
+    /// [`TrainError::SpawnPrefetch`]): no step ran then and the state is untouched.
     ///
     /// If `on_step` panics, the run stops after that step as if it had returned
     /// `false` (every thread stops and is joined, the trainer keeps the state after
@@ -462,7 +276,7 @@ impl Trainer {
                 );
                 self.contexts = contexts;
                 self.sampler = Sampler::from_state(self.state.sampler);
-                result?
+                result
             }
             Scheduler::Barrier => barrier::run(
                 barrier::BarrierRun {
@@ -477,7 +291,17 @@ impl Trainer {
                 &mut self.contexts,
                 steps,
                 on_step,
-            )?,
+            ),
+        };
+        let report = match report {
+            Ok(report) => report,
+            // A refused thread start stops the run before any step, with every context
+            // and the whole state back: the trainer stays usable.
+            Err(e @ (TrainError::Spawn { .. } | TrainError::SpawnPrefetch { .. })) => {
+                self.poisoned = false;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         };
         // A worker that panicked lost its context; only a successful run gets here.
         while self.contexts.len() < workers {
@@ -522,14 +346,17 @@ impl Trainer {
         // The segments count their own steps from 0 for this trainer's lifetime.
         let seg_step = self.segments.completed_steps();
         for b in self.batches.iter_mut() {
-            self.sampler.next_batch(
-                train,
-                self.cfg.batch,
-                self.cfg.seq,
-                &mut b.tokens,
-                &mut b.targets,
-            )?;
+            self.sampler
+                .next_batch(
+                    train,
+                    self.cfg.batch,
+                    self.cfg.seq,
+                    &mut b.tokens,
+                    &mut b.targets,
+                )
+                .map_err(|source| TrainError::Batch { step, source })?;
         }
+        // Worker 0 is this thread: the same error a one-thread scheduler reports.
         forward_backward_serial(
             &self.cfg.model,
             &self.state.params,
@@ -538,7 +365,12 @@ impl Trainer {
             seg_step,
             &self.batches,
             &mut self.losses,
-        )?;
+        )
+        .map_err(|e| TrainError::WorkerFailed {
+            step,
+            worker: 0,
+            source: Box::new(e),
+        })?;
         self.segments.reduce_all(seg_step, &mut self.grad)?;
         self.apply(step)
     }
@@ -579,68 +411,6 @@ impl Trainer {
         )?;
         self.state.step += 1;
         Ok(stats)
-    }
-}
-
-/// Steps 3-5 of a step on one thread: the mean loss, the norm of the mean gradient,
-/// clipping, the non-finite check, and AdamW over every parameter (advancing `t`).
-/// `grad` is the summed gradient and `losses` the micro-batch losses.
-pub fn apply_update(
-    cfg: &TrainConfig,
-    decay: &[Range<usize>],
-    params: &mut [f32],
-    opt: &mut AdamState,
-    grad: &[f32],
-    losses: &[f32],
-    step: u64,
-) -> Result<StepStats, TrainError> {
-    let m = cfg.micro_batches;
-    let loss = (losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
-    let non_finite = |what, value: f64| TrainError::NonFinite {
-        step,
-        what,
-        value,
-        last_good: step,
-    };
-    if !loss.is_finite() {
-        return Err(non_finite("loss", loss as f64));
-    }
-    let mean_scale = 1.0 / m as f32;
-    let grad_norm = norm::grad_norm(grad, mean_scale);
-    if !grad_norm.is_finite() {
-        return Err(non_finite("gradient norm", grad_norm));
-    }
-    let scale = clip_scale(mean_scale, grad_norm, cfg.grad_clip);
-    let lr = cfg.schedule.lr(step);
-    let s = opt.next_scalars(&cfg.adamw, lr, scale);
-    let n = params.len();
-    update_range(
-        &cfg.adamw,
-        &s,
-        0..n,
-        decay,
-        params,
-        grad,
-        &mut opt.m,
-        &mut opt.v,
-    );
-    opt.t += 1;
-    Ok(StepStats {
-        step,
-        loss,
-        grad_norm,
-        lr,
-        tokens: cfg.tokens_per_step(),
-    })
-}
-
-/// The factor applied to the summed gradient: the micro-batch mean, shrunk so the
-/// norm is at most `clip` (when `clip > 0`). `norm` is the mean gradient's norm.
-pub fn clip_scale(mean_scale: f32, norm: f64, clip: f32) -> f32 {
-    if clip > 0.0 && norm > clip as f64 {
-        (mean_scale as f64 * (clip as f64 / norm)) as f32
-    } else {
-        mean_scale
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::model::{self, GptConfig, TrainingContext};
 use crate::segments::GradientSegments;
-use crate::train::trainer::TrainError;
+use crate::train::types::TrainError;
 
 /// One micro-batch's inputs: `batch * seq` tokens and their targets.
 #[derive(Debug, Clone, Default)]
