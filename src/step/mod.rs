@@ -456,9 +456,7 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
         let fed = || self.fed.load(Ordering::Acquire) > step;
         // Relaxed: a flag (see `stop`).
         let stopped = || self.stopped.load(Ordering::Relaxed);
-        spin_until::<P>(|| fed() || stopped() || self.is_aborted());
-        self.fed_event
-            .wait_until(|| fed() || stopped() || self.is_aborted());
+        block_on(&self.fed_event, || fed() || stopped() || self.is_aborted());
         if fed() {
             Ok(true)
         } else if self.is_aborted() {
@@ -470,14 +468,12 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
 
     /// Block on `event` until `ready()`, or fail once the run is aborted.
     fn wait<E>(&self, event: &Event<P>, ready: impl Fn() -> bool) -> Result<(), StepError<E>> {
-        spin_until::<P>(|| ready() || self.is_aborted());
-        if !ready() {
-            event.wait_until(|| ready() || self.is_aborted());
-            if !ready() {
-                return Err(StepError::Aborted);
-            }
+        block_on(event, || ready() || self.is_aborted());
+        if ready() {
+            Ok(())
+        } else {
+            Err(StepError::Aborted)
         }
-        Ok(())
     }
 
     /// Claim the job's slot, run the compute hook with every weight part shared,
@@ -662,20 +658,28 @@ impl Drop for RawBuf {
     }
 }
 
-/// Spin rounds of [`Platform::SPIN_LIMIT`] hints each before a step wait parks.
-const WAIT_SPIN_ROUNDS: u32 = 32;
+/// Block until `done()` holds: re-check it up to [`Platform::LONG_SPIN_LIMIT`] times
+/// (tens of microseconds with std; once or twice on the model checkers' spinning
+/// platforms, never on their default ones) with a spin hint between, then park on
+/// `event`. A step's waits are usually short (the other workers are finishing the
+/// same amount of work), and parking costs a futex sleep and wake-up each time. Spin
+/// and park re-check the same condition, so a waiter leaves only once it held.
+fn block_on<P: Platform>(event: &Event<P>, done: impl Fn() -> bool) {
+    if !spin_until::<P>(P::LONG_SPIN_LIMIT, &done) {
+        event.wait_until(done);
+    }
+}
 
-/// Busy-wait up to `SPIN_LIMIT * WAIT_SPIN_ROUNDS` hints (tens of microseconds with
-/// std; none under the model checkers) for `ready()`. A step's waits are usually
-/// short (the other worker is finishing the same amount of work), and parking costs
-/// a futex sleep and wake-up each time.
-fn spin_until<P: Platform>(ready: impl Fn() -> bool) {
-    for _ in 0..P::SPIN_LIMIT.saturating_mul(WAIT_SPIN_ROUNDS) {
+/// Re-check `ready()` up to `limit` times, with [`Platform::spin_loop`] after each
+/// miss; whether it held.
+fn spin_until<P: Platform>(limit: u32, ready: impl Fn() -> bool) -> bool {
+    for _ in 0..limit {
         if ready() {
-            return;
+            return true;
         }
         P::spin_loop();
     }
+    false
 }
 
 #[cfg(test)]

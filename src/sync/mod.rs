@@ -25,8 +25,10 @@
 //! compiled from source and therefore visible to ThreadSanitizer (std's own mutex is
 //! not, and produces false reports under contention).
 //!
-//! [`Platform::SPIN_LIMIT`] bounds how long a blocking operation spins before it parks;
-//! model checkers set it to 0 because spinning explodes their state space.
+//! [`Platform::SPIN_LIMIT`] (and [`Platform::LONG_SPIN_LIMIT`]) bound how long a
+//! blocking operation spins before it parks; the model checkers' default platforms set
+//! them to 0 because spinning explodes their state space, and their spinning variants
+//! (tests only) to 1 or 2 so that the spin-then-park path production runs is checked.
 
 mod event;
 mod padded;
@@ -128,8 +130,14 @@ pub trait Platform: Sized + Send + Sync + 'static {
     type JoinHandle<T: Send + 'static>: Join<T>;
 
     /// How many times a blocking operation retries with [`Platform::spin_loop`]
-    /// before it parks. Model checkers use 0.
+    /// before it parks. Model checkers use 0 (or, on their spinning variants, 1 or 2).
     const SPIN_LIMIT: u32;
+
+    /// The same for waits expected to be long (the step boundary, where the other
+    /// workers are finishing a job's worth of work): `32 * SPIN_LIMIT` unless a
+    /// platform says otherwise. The model checkers' spinning variants keep it as
+    /// small as `SPIN_LIMIT`, so the spin path is explored, not unrolled.
+    const LONG_SPIN_LIMIT: u32 = Self::SPIN_LIMIT.saturating_mul(32);
 
     /// A memory fence.
     fn fence(order: Ordering);

@@ -205,3 +205,40 @@ pub fn quiet_panics(prefixes: &'static [&'static str]) {
         }));
     });
 }
+
+/// A checker platform `P` that spins like production before it parks: every blocking
+/// operation re-checks its condition up to `N` times (`SPIN_LIMIT` and
+/// `LONG_SPIN_LIMIT` both `N`, so the step protocol's longer spins stay small too),
+/// with `P::spin_loop` (the checker's yield) between. Everything else is `P`'s.
+pub struct Spinning<P, const N: u32>(core::marker::PhantomData<P>);
+
+impl<P: Platform, const N: u32> Platform for Spinning<P, N> {
+    type AtomicUsize = P::AtomicUsize;
+    type AtomicBool = P::AtomicBool;
+    type Cell<T> = P::Cell<T>;
+    type WaitCell = P::WaitCell;
+    type JoinHandle<T: Send + 'static> = P::JoinHandle<T>;
+    const SPIN_LIMIT: u32 = N;
+    const LONG_SPIN_LIMIT: u32 = N;
+    fn fence(o: Ordering) {
+        P::fence(o)
+    }
+    fn spin_loop() {
+        P::spin_loop()
+    }
+    fn yield_now() {
+        P::yield_now()
+    }
+    fn spawn<F, T>(name: &str, f: F) -> std::io::Result<Self::JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        P::spawn(name, f)
+    }
+}
+
+/// loom, spinning once before every park (the spin-then-park path production runs).
+pub type LoomSpin = Spinning<Loom, 1>;
+/// shuttle, spinning twice before every park.
+pub type ShuttleSpin = Spinning<Shuttle, 2>;
