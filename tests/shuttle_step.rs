@@ -14,9 +14,17 @@
 //! `Aborted`, the leader in the failing step; weights and aux are those after the
 //! steps before it (no part of the failed step is updated). A lost wake-up or a hang
 //! is a shuttle deadlock report.
+//! A panic in any hook (compute, summarize, decide, update) or an error from decide,
+//! in whichever participant runs it (`tests/step_faults`), ends the run for everyone
+//! without the harness aborting it: the one that failed reports
+//! `Panicked { step, worker }` (or the error), every other participant `Aborted`.
+//! Not here: a panic in compute. It unwinds through the slot writer's `Drop`, which
+//! notifies an `Event`, and shuttle models a mutex released during unwinding as
+//! poisoned (it drops the waiters); `tests/loom_step_faults.rs` checks that case.
 //! Must never touch: `tests/common` (used, not changed) or any other protocol's tests.
 
 mod common;
+mod step_faults;
 mod step_toy;
 
 use cllm::segments::PART_ALIGN;
@@ -490,4 +498,94 @@ fn a_decide_error_in_step_1_stops_everyone() {
         len: len_for(3),
     };
     check_fault(shape, Fault::Decide { step: 1 }, 1);
+}
+
+// ---- a panic or error in every hook, whoever runs it ---------------------------------
+
+/// The fault shape: 3 workers + the leader, 5 slots, 3 parts, 4 steps.
+const FAULT_SHAPE: step_faults::Shape = step_faults::Shape {
+    workers: WORKERS,
+    n_slots: 5,
+    n_parts: 3,
+    len: 3 * PART_ALIGN + 5,
+    steps: STEPS,
+};
+
+/// Every iteration passes `step_faults::check`; returns how the iterations ended
+/// (completed, failed in the leader, failed in a worker).
+fn check_hook_fault(fault: step_faults::Fault) -> (usize, usize, usize) {
+    common::quiet_panics(&[step_faults::PANIC]);
+    let full = std::sync::Arc::new(step_faults::expected(FAULT_SHAPE, STEPS));
+    let tally = std::sync::Arc::new(step_faults::Tally::default());
+    {
+        let (full, tally) = (full.clone(), tally.clone());
+        shuttle_check(move || {
+            let out = step_faults::run::<Shuttle>(FAULT_SHAPE, fault);
+            tally.add(step_faults::check(FAULT_SHAPE, fault, &out, &full));
+        });
+    }
+    let counts = tally.get();
+    eprintln!("shuttle_step {fault:?}: (completed, by leader, by a worker) = {counts:?}");
+    counts
+}
+
+#[test]
+fn a_panic_in_update_stops_everyone() {
+    let (completed, by_leader, by_worker) =
+        check_hook_fault(step_faults::Fault::UpdatePanic { step: 2, part: 1 });
+    assert_eq!(completed, 0, "every part is updated");
+    assert!(
+        by_leader > 0 && by_worker > 0,
+        "the leader and a worker both hit it"
+    );
+}
+
+#[test]
+fn a_panic_in_summarize_stops_everyone() {
+    let (completed, by_leader, by_worker) =
+        check_hook_fault(step_faults::Fault::SummarizePanic { step: 1, part: 2 });
+    assert_eq!(completed, 0, "every part is summarized");
+    assert!(
+        by_leader > 0 && by_worker > 0,
+        "the leader and a worker both hit it"
+    );
+}
+
+/// A compute error (a panic there is loom's: see the module doc), with the harness
+/// not aborting the run: the protocol must.
+#[test]
+fn a_compute_error_stops_everyone_without_the_callers_abort() {
+    let (completed, _, by_worker) =
+        check_hook_fault(step_faults::Fault::ComputeErr { step: 3, slot: 4 });
+    assert_eq!(completed, 0, "every job is computed");
+    assert!(by_worker > 0, "a worker hit it");
+}
+
+#[test]
+fn a_worker_panic_in_decide_stops_everyone() {
+    let (completed, by_leader, by_worker) =
+        check_hook_fault(step_faults::Fault::DecidePanic { step: 2, worker: 2 });
+    assert_eq!(by_leader, 0);
+    assert!(
+        completed > 0 && by_worker > 0,
+        "worker 2 decided in some iterations only"
+    );
+}
+
+#[test]
+fn a_leader_panic_in_decide_stops_everyone() {
+    let (completed, by_leader, by_worker) =
+        check_hook_fault(step_faults::Fault::DecidePanic { step: 0, worker: 0 });
+    assert_eq!((completed, by_worker), (0, 0), "the leader always decides");
+    assert!(by_leader > 0);
+}
+
+#[test]
+fn a_worker_decide_error_stops_everyone() {
+    let (completed, _, by_worker) =
+        check_hook_fault(step_faults::Fault::DecideErr { step: 3, worker: 3 });
+    assert!(
+        completed > 0 && by_worker > 0,
+        "worker 3 decided in some iterations only"
+    );
 }
