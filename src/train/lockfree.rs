@@ -226,9 +226,12 @@ pub fn run_with_faults<P: Platform, F: Faults>(
                     let step = done as usize;
                     let global = state.step + done;
                     let mut batch = Vec::with_capacity(m);
+                    // The position after this step's draws; it counts only once the
+                    // step completes (a failed step leaves the position before it).
+                    let mut step_sampler = sampler_after;
                     let fetched = (0..m).try_for_each(|_| match prefetch.recv() {
                         Ok(Some(f)) => {
-                            sampler_after = f.sampler_after;
+                            step_sampler = f.sampler_after;
                             batch.push(f);
                             Ok(())
                         }
@@ -248,6 +251,7 @@ pub fn run_with_faults<P: Platform, F: Faults>(
                     match protocol.lead(step, &mut leader_hooks, &mut leader_stats) {
                         Ok(decision) => {
                             done += 1;
+                            sampler_after = step_sampler;
                             if !on_step(&decision.stats) {
                                 break;
                             }
