@@ -137,7 +137,9 @@ fn child_refused_spawn() {
     let Ok(spec) = std::env::var(CASE_VAR) else {
         return;
     };
-    let _w = watchdog::Watchdog::arm(format!("child {spec}"), Duration::from_secs(60));
+    // A case takes well under a second; a start that hangs instead of failing is
+    // reported within 20 s.
+    let _w = watchdog::Watchdog::arm(format!("child {spec}"), Duration::from_secs(20));
     let case = parse_case(&spec);
     let cfg = config();
     let data = tokens();
@@ -146,6 +148,7 @@ fn child_refused_spawn() {
     let first_loss = reference.step(&data).unwrap().loss;
     let mut trainer =
         Trainer::with_scheduler(cfg, initial.clone(), case.threads, case.scheduler).unwrap();
+    let (workers, threads) = (trainer.workers(), trainer.threads());
 
     let cap = address_space() + case.allowed * (STACK + (1 << 20)) + (48 << 20);
     let old = set_address_space_limit(cap as libc::rlim_t);
@@ -182,6 +185,11 @@ fn child_refused_spawn() {
     assert_eq!(steps, 0, "no step may run");
     assert_eq!(trainer.step_count(), 0);
     assert_eq!(trainer.state(), &initial, "the state is untouched");
+    assert_eq!(
+        (trainer.workers(), trainer.threads()),
+        (workers, threads),
+        "every worker's context came back"
+    );
 
     // Nothing half-done: with the limit lifted the same trainer takes the reference's
     // first step.
@@ -203,8 +211,8 @@ fn refused_thread_starts_are_typed_errors() {
     // barrier workers 1.. in order. `allowed` stacks fit, so thread `allowed + 1`
     // (counting the caller as 0) is refused.
     let cases = [
-        "Barrier,8,2,3",     // workers 1, 2 start; worker 3 of 8 is refused
         "Barrier,3,0,1",     // the first worker is refused
+        "Barrier,8,2,3",     // workers 1, 2 start; worker 3 of 8 is refused
         "LockFree,3,1,2",    // 3 workers: worker 1 starts, worker 2 is refused
         "LockFree,12,2,3",   // 8 workers + 4 helpers: helpers 1, 2 start, 3 refused
         "LockFree,1,0,none", // no worker to start: the pre-fetch thread is refused
