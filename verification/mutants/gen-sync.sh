@@ -1,0 +1,13 @@
+# Seeded bugs of the production waiting code (src/sync), the step protocol's fault
+# paths and its spin-then-park waits (src/step/mod.rs). Sourced by regenerate.sh (its
+# `gen` function); rows in catalogue-sync.tsv.
+gen sync-wait-if-not-while src/sync/std_impl.rs 's/let mut guard = self\.lock\.lock\(\);\n(\s*)while !ready\(\) \{/let mut guard = self.lock.lock();\n${1}if !ready() {/'
+gen sync-notify-without-lock src/sync/std_impl.rs 's/let _guard = self\.lock\.lock\(\);\n(\s*)self\.cond\.notify_all\(\);/self.cond.notify_all();/'
+gen sync-notify-one src/sync/std_impl.rs 's/self\.cond\.notify_all\(\);/self.cond.notify_one();/'
+gen sync-event-notify-needs-two-waiters src/sync/event.rs 's/if self\.waiters\.load\(Ordering::Relaxed\) != 0 \{/if self.waiters.load(Ordering::Relaxed) > 1 {/'
+gen step-spin-gives-up-as-ready src/step/mod.rs 's/(P::spin_loop\(\);\n\s*\}\n\s*)false\n\}/${1}limit > 0\n}/'
+gen step-guard-no-abort src/step/mod.rs 's/Err\(_\) => \{\n\s*self\.abort\(\);\n(\s*)Err\(StepError::Panicked/Err(_) => {\n${1}Err(StepError::Panicked/'
+gen step-abort-no-updated-notify src/step/mod.rs 's/(self\.summarized_event\.notify\(\);\n)\s*self\.updated_event\.notify\(\);\n(\s*\}\n\n\s*\/\/\/ Whether the run was aborted)/$1$2/'
+gen step-abort-no-summarized-notify src/step/mod.rs 's/(self\.fed_event\.notify\(\);\n)\s*self\.summarized_event\.notify\(\);\n(\s*self\.updated_event\.notify\(\);\n\s*\}\n\n\s*\/\/\/ Whether the run was aborted)/$1$2/'
+gen step-abort-no-fed-notify src/step/mod.rs 's/(self\.segments\.abort\(\);\n\s*self\.jobs\.close\(\);\n)\s*self\.fed_event\.notify\(\);\n/$1/'
+gen step-decide-error-not-aborting src/step/mod.rs 's/let decision = self\.decide\(step, hooks\)\.inspect_err\(\|_\| self\.abort\(\)\)\?;/let decision = self.decide(step, hooks)?;/'
