@@ -6,7 +6,9 @@
 //!
 //! Owns: the end-to-end trainer-under-a-model-checker properties only. A tiny GPT
 //! (1 layer, width 8, 2 heads, vocabulary 16, context 4), batch 2, 3 micro-batches
-//! per step, 3 steps. Checked in every iteration: each step's loss, the last summed
+//! per step, 3 steps; with helper threads, also shapes whose matmul rows do not divide
+//! by the team size (8 rows over a team of 3, 3 rows over a team of 2; 300 iterations
+//! per scheduler, as a team of 3 costs more per iteration). Checked in every iteration: each step's loss, the last summed
 //! gradient, the final weights, both AdamW moments, the update count, the step and
 //! the sampler position are bitwise those of the single-threaded reference
 //! (`Trainer::step`, computed once outside the model checker); every micro-batch is
@@ -30,6 +32,12 @@ const WORKERS: usize = 3;
 const STEPS: u64 = 3;
 
 fn config() -> TrainConfig {
+    config_of(2, 4)
+}
+
+/// The tiny model with `batch` sequences of `seq` tokens per micro-batch: every matmul
+/// a team splits has `batch * seq` rows.
+fn config_of(batch: usize, seq: usize) -> TrainConfig {
     TrainConfig {
         model: GptConfig {
             n_layer: 1,
@@ -38,9 +46,9 @@ fn config() -> TrainConfig {
             n_positions: 4,
             vocab_size: 16,
         },
-        batch: 2,
+        batch,
         micro_batches: 3,
-        seq: 4,
+        seq,
         steps: STEPS,
         schedule: Schedule {
             max_lr: 1e-2,
@@ -93,15 +101,26 @@ fn reference(cfg: TrainConfig, train: &[u32], steps: u64) -> Reference {
 /// their matmuls) under shuttle for up to `STEPS` steps, stopping after `stop_after`
 /// steps, and compare with the reference of that many steps.
 fn trainer_equals_reference(stop_after: u64, workers: usize, helpers: usize) {
-    let cfg = config();
+    trainer_of_shape_equals_reference(config(), stop_after, workers, helpers, None);
+}
+
+/// As `trainer_equals_reference`, for `cfg`; `iterations` overrides the shuttle
+/// iteration count (per scheduler) when the shape is slower than the default one.
+fn trainer_of_shape_equals_reference(
+    cfg: TrainConfig,
+    stop_after: u64,
+    workers: usize,
+    helpers: usize,
+    iterations: Option<usize>,
+) {
     let train = tokens();
     assert!(train.iter().all(|&t| (t as usize) < cfg.model.vocab_size));
     let want = Arc::new(reference(cfg, &train, stop_after));
     let initial = Arc::new(TrainState::initial(&cfg).unwrap());
     let decay: Arc<[Range<usize>]> = decay_ranges(&ParamLayout::new(&cfg.model)).into();
-    let iterations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&iterations);
-    shuttle_check(move || {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let check = move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut state = (*initial).clone();
         let contexts: Vec<TrainingContext> = (0..workers)
@@ -144,10 +163,22 @@ fn trainer_equals_reference(stop_after: u64, workers: usize, helpers: usize) {
             (w.opt.t, w.step, w.sampler),
             "update count, step, sampler position"
         );
-    });
+    };
+    match iterations {
+        None => shuttle_check(check),
+        Some(n) => {
+            use shuttle::scheduler::{PctScheduler, RandomScheduler};
+            let check = Arc::new(check);
+            let mut config = shuttle::Config::new();
+            config.stack_size = 1 << 20;
+            let again = Arc::clone(&check);
+            shuttle::Runner::new(RandomScheduler::new(n), config.clone()).run(move || again());
+            shuttle::Runner::new(PctScheduler::new(3, n), config).run(move || check());
+        }
+    }
     eprintln!(
         "shuttle_trainer: {} iterations (stop after {stop_after})",
-        iterations.load(std::sync::atomic::Ordering::SeqCst)
+        runs.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
 
@@ -169,4 +200,18 @@ fn two_workers_with_a_helper_each_equal_the_single_threaded_reference() {
 #[test]
 fn stopping_after_one_step_keeps_the_consumed_position() {
     trainer_equals_reference(1, WORKERS, 0);
+}
+
+/// Rows that do not divide by the team size: one worker leading a team of three
+/// (itself and two helpers) over matmuls of 8 rows (parts of 3, 3 and 2 rows).
+#[test]
+fn one_worker_with_two_helpers_splits_eight_rows_three_ways() {
+    trainer_of_shape_equals_reference(config(), STEPS, 1, 2, Some(300));
+}
+
+/// Rows that do not divide by the team size: 1 sequence of 3 tokens (3 rows per
+/// matmul) on two workers with a helper each (parts of 2 and 1 rows).
+#[test]
+fn two_workers_with_a_helper_each_split_three_rows_two_ways() {
+    trainer_of_shape_equals_reference(config_of(1, 3), STEPS, 2, 2, Some(300));
 }
