@@ -2,11 +2,13 @@
 //!
 //! For random small shapes (1-2 layers, 1-2 heads of size 2-4, context 2-8, vocab
 //! 8-40), seeds, batch 1-3, 1-16 micro-batches, 1-16 threads, gradient clipping off /
-//! active / inactive and 2-3 steps, the threaded trainer (`Trainer::run`, one step per
-//! call) under BOTH schedulers gives, bit for bit, the single-threaded reference's
-//! (`Trainer::step`) per-step stats (loss, gradient norm, learning rate), per-step
-//! summed gradient (`last_gradient_sum`), and final weights, AdamW moments, update
-//! count, step count and sampler state.
+//! active / inactive and 2-4 steps split into random `Trainer::run` calls of 1-4
+//! steps each (so optimizer step counts, bias correction, the sampler and slot reuse
+//! are carried both inside a run and from one run to the next), the threaded trainer
+//! under BOTH schedulers gives, bit for bit, the single-threaded reference's
+//! (`Trainer::step`) per-step stats (every field of `StepStats`: step, loss, gradient
+//! norm, learning rate, tokens), the summed gradient (`last_gradient_sum`) after every
+//! call, and final weights, AdamW moments, update count, step count and sampler state.
 //! And every step of the reference agrees with a plain f64 GPT-2
 //! (`gpt2_reference/`, the one `model_reference.rs` proves):
 //! the summed gradient divided by the micro-batch count against the mean of the f64
@@ -19,9 +21,14 @@
 //! ill-conditioned, but at GPT-2's init (and 1-2 small AdamW steps from it) 30,000
 //! width-2-only cases and 20,000 mixed ones passed these tolerances.
 //!
+//! Every case runs under a `watchdog::Watchdog`: a lost wake-up or a deadlock ends the
+//! process with status 124 and the case's description instead of hanging CI.
+//!
 //! `CLLM_PROP_THREADED_CASES=N` runs N cases instead of the default.
 
 mod gpt2_reference;
+#[path = "watchdog/mod.rs"]
+mod watchdog;
 
 use cllm::data::{symbol_index, MarkovSource, Sampler, SamplerState};
 use cllm::model::{GptConfig, ParamLayout};
@@ -32,12 +39,16 @@ use gpt2_reference::{compare_grads, within, Reference, LOSS_REL};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One random case.
 #[derive(Debug, Clone)]
 struct Case {
     cfg: TrainConfig,
     threads: usize,
+    /// Steps asked of successive `run` calls (the last one is cut to what is left;
+    /// unused entries are ignored).
+    runs: Vec<u64>,
     /// Seed and length of the token stream.
     data_seed: u64,
     data_len: usize,
@@ -62,13 +73,14 @@ fn case() -> impl Strategy<Value = Case> {
     );
     // Half the cases with up to 16 micro-batches, so up to 16 workers really run.
     let micro_batches = prop_oneof![1usize..=6, 7usize..=16];
-    let geometry = (1usize..=3, micro_batches, 1usize..=16, 2u64..=3);
+    let geometry = (1usize..=3, micro_batches, 1usize..=16, 2u64..=4);
     // Clipping off, almost surely active (the mean gradient's norm at GPT-2 init is
     // of order 0.1-1) and almost surely inactive.
     let clip = prop_oneof![Just(0.0f32), Just(1e-2f32), Just(1e3f32)];
     let data = (any::<u64>(), 0usize..=64);
-    (shape, geometry, clip, any::<u64>(), data).prop_map(
-        |((model, seq), (batch, micro_batches, threads, steps), grad_clip, seed, data)| {
+    let runs = proptest::collection::vec(1u64..=4, 4);
+    (shape, geometry, clip, any::<u64>(), data, runs).prop_map(
+        |((model, seq), (batch, micro_batches, threads, steps), grad_clip, seed, data, runs)| {
             let cfg = TrainConfig {
                 model,
                 batch,
@@ -88,6 +100,7 @@ fn case() -> impl Strategy<Value = Case> {
             Case {
                 cfg,
                 threads,
+                runs,
                 data_seed: data.0,
                 // From a single window (`seq + 1` tokens) up to 64 more.
                 data_len: seq + 1 + data.1,
@@ -114,13 +127,22 @@ fn bits(xs: &[f32]) -> Vec<u32> {
 /// What a step reports, as bits: (step, loss, gradient norm, learning rate, tokens).
 type StatBits = (u64, u32, u64, u32, usize);
 
+/// Every field of `StepStats` (destructured without `..`, so a new field does not
+/// compile until it is compared here too).
 fn stat_bits(s: &StepStats) -> StatBits {
+    let StepStats {
+        step,
+        loss,
+        grad_norm,
+        lr,
+        tokens,
+    } = *s;
     (
-        s.step,
-        s.loss.to_bits(),
-        s.grad_norm.to_bits(),
-        s.lr.to_bits(),
-        s.tokens,
+        step,
+        loss.to_bits(),
+        grad_norm.to_bits(),
+        lr.to_bits(),
+        tokens,
     )
 }
 
@@ -203,13 +225,20 @@ fn check_against_f64(
     Ok(sampler.state())
 }
 
-/// The threaded run, one `run(.., 1, ..)` call per step.
+/// Every step's stats; after each call, its last step and the summed gradient then;
+/// the final state.
+type ThreadedRun = (Vec<StatBits>, Vec<(usize, Vec<u32>)>, TrainState);
+
+/// The threaded run: `run` calls of `runs[i]` steps (cut to what is left) until
+/// `cfg.steps` steps are done. Returns every step's stats, and after each call the
+/// index of its last step with the summed gradient then.
 fn threaded_run(
     cfg: TrainConfig,
     threads: usize,
     scheduler: Scheduler,
+    runs: &[u64],
     train: &Arc<[u32]>,
-) -> Result<(Trace, TrainState), TestCaseError> {
+) -> Result<ThreadedRun, TestCaseError> {
     let state = TrainState::initial(&cfg).unwrap();
     let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler).unwrap();
     // One worker per micro-batch at most; lock-free turns the rest into helpers.
@@ -219,20 +248,29 @@ fn threaded_run(
         Scheduler::Barrier => threads.min(cfg.micro_batches),
     };
     prop_assert_eq!(trainer.threads(), all);
-    let mut trace = Vec::new();
-    for _ in 0..cfg.steps {
-        let mut seen = Vec::new();
+    let mut seen = Vec::new();
+    let mut grads = Vec::new();
+    let mut done = 0u64;
+    // The last call takes whatever the listed lengths leave.
+    let lengths = runs.iter().copied().chain(core::iter::once(cfg.steps));
+    for asked in lengths {
+        if done == cfg.steps {
+            break;
+        }
+        let k = asked.min(cfg.steps - done);
         let report = trainer
-            .run(train, 1, &mut |s| {
+            .run(train, k, &mut |s| {
                 seen.push(stat_bits(s));
                 true
             })
             .unwrap();
-        prop_assert_eq!(report.steps, 1);
-        prop_assert_eq!(seen.len(), 1);
-        trace.push((seen[0], bits(trainer.last_gradient_sum())));
+        prop_assert_eq!(report.steps, k);
+        done += k;
+        prop_assert_eq!(seen.len() as u64, done);
+        prop_assert_eq!(trainer.step_count(), done);
+        grads.push((done as usize - 1, bits(trainer.last_gradient_sum())));
     }
-    Ok((trace, trainer.into_state()))
+    Ok((seen, grads, trainer.into_state()))
 }
 
 /// Cases of the property (override with `CLLM_PROP_THREADED_CASES=N`).
@@ -248,16 +286,21 @@ proptest! {
 
     #[test]
     fn threaded_trainer_equals_reference_bitwise_and_f64_gpt2(c in case()) {
+        // A case takes well under a second even on a loaded machine: a minute means a
+        // lost wake-up or a deadlock.
+        let _w = watchdog::Watchdog::arm(format!("prop_threaded case {c:?}"), Duration::from_secs(60));
         let cfg = c.cfg;
         let train = tokens(c.data_seed, c.data_len, cfg.model.vocab_size);
         let (want_trace, want) = reference_run(cfg, &train)?;
         for scheduler in [Scheduler::LockFree, Scheduler::Barrier] {
-            let (trace, got) = threaded_run(cfg, c.threads, scheduler, &train)?;
-            for (step, (g, w)) in trace.iter().zip(&want_trace).enumerate() {
-                prop_assert_eq!(g.0, w.0, "{:?} step {}: stats", scheduler, step);
-                prop_assert!(g.1 == w.1, "{:?} step {}: gradient sum differs", scheduler, step);
+            let (stats, grads, got) = threaded_run(cfg, c.threads, scheduler, &c.runs, &train)?;
+            prop_assert_eq!(stats.len(), want_trace.len(), "{:?}: steps", scheduler);
+            for (step, (g, w)) in stats.iter().zip(&want_trace).enumerate() {
+                prop_assert_eq!(*g, w.0, "{:?} step {}: stats", scheduler, step);
             }
-            prop_assert_eq!(trace.len(), want_trace.len());
+            for (step, g) in &grads {
+                prop_assert!(*g == want_trace[*step].1, "{:?} step {}: gradient sum differs", scheduler, step);
+            }
             prop_assert!(bits(&got.params) == bits(&want.params), "{:?}: weights differ", scheduler);
             prop_assert!(bits(&got.opt.m) == bits(&want.opt.m), "{:?}: first moments differ", scheduler);
             prop_assert!(bits(&got.opt.v) == bits(&want.opt.v), "{:?}: second moments differ", scheduler);

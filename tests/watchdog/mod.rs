@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use parking_lot::{Condvar, Mutex};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,15 @@ impl Watchdog {
                 let mut done = lock.lock();
                 while !*done {
                     if cond.wait_until(&mut done, deadline).timed_out() && !*done {
-                        eprintln!("watchdog: {what} still running after {limit:?} (hung?)");
+                        // Straight to the process's stderr: `eprintln!` would go to
+                        // libtest's capture buffer (inherited by spawned threads),
+                        // which `exit` discards.
+                        let mut err = std::io::stderr().lock();
+                        let _ = writeln!(
+                            err,
+                            "watchdog: {what} still running after {limit:?} (hung?)"
+                        );
+                        let _ = err.flush();
                         std::process::exit(HUNG_EXIT);
                     }
                 }
