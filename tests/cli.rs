@@ -1,10 +1,16 @@
 //! The `cllm` binary as a user meets it: help text, exit codes, one-line errors on bad
 //! input (no panic, no partial output directory), byte-identical checkpoints whatever
 //! the threads, scheduler or forced instruction-set path, and a small train -> resume
-//! -> sample -> eval round trip where the resumed run logs the same losses bit for bit.
+//! -> sample -> eval round trip where the resumed run logs the same losses bit for bit,
+//! a resume that keeps the run's cadence and logs every step once, and a thread the
+//! system refuses reported as one line with nothing left behind.
 
 use cllm::isa::Isa;
 use std::process::Command;
+use std::time::Duration;
+
+#[path = "watchdog/mod.rs"]
+mod watchdog;
 
 fn cllm(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cllm"))
@@ -184,6 +190,12 @@ fn bad_training_input_is_one_line_and_leaves_no_output() {
     run(&["--epochs=-2", "--out", o], "epochs");
     run(&["--grad-clip", "nan", "--out", o], "clip");
     run(&["--threads", "0", "--out", o], "threads");
+    // More threads than cllm starts: refused before anything runs, naming the limit
+    // (not an abort inside thread creation).
+    run(
+        &["--threads", "20000", "--steps", "2", "--out", o],
+        "limit of 1024",
+    );
     run(&["--isa", "sse9", "--out", o], "sse9");
     run(&["--isa", "", "--out", o], "--isa");
     // A path this CPU lacks is refused, naming the missing feature (on a CPU that has
@@ -680,5 +692,219 @@ fn train_resume_sample_eval_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("bits/byte"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The records of `dir/metrics.jsonl` (every line must be complete JSON).
+fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The steps of `dir`'s per-step records that carry a validation loss.
+fn eval_steps(dir: &std::path::Path) -> Vec<u64> {
+    records(dir)
+        .iter()
+        .filter(|r| r.get("val_loss").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect()
+}
+
+/// The `settings` of the run.json of the current checkpoint in `dir`.
+fn saved_settings(dir: &std::path::Path) -> serde_json::Value {
+    let latest = std::fs::read_to_string(dir.join("latest")).unwrap();
+    let run = std::fs::read(dir.join(latest.trim()).join("run.json")).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&run).unwrap()["settings"].clone()
+}
+
+/// A resumed run keeps the run's --checkpoint-every, --eval-every, --eval-windows and
+/// --sample-tokens: killed (SIGKILL) after its resume, it has written checkpoints at
+/// the original cadence, so a second crash loses only the steps since the last one.
+/// A flag given with --resume wins, and is what later checkpoints carry on.
+#[cfg(unix)]
+#[test]
+fn resume_keeps_the_runs_cadence_unless_overridden() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let _w = watchdog::Watchdog::arm("resume_keeps_the_runs_cadence", Duration::from_secs(300));
+    let dir = scratch("cadence");
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let mut args = vec!["train", "--out", r, "--steps", "1000000", "--stop-at", "3"];
+    args.extend_from_slice(&["--micro-batches", "2", "--threads", "2"]);
+    args.extend_from_slice(&["--checkpoint-every", "2", "--eval-every", "1"]);
+    args.extend_from_slice(&["--eval-windows", "3", "--sample-tokens", "0"]);
+    args.extend_from_slice(&TINY[..10]); // the model flags only
+    let first = cllm(&args);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let original = serde_json::json!({
+        "checkpoint_every": 2, "eval_every": 1, "eval_windows": 3, "sample_tokens": 0
+    });
+    assert_eq!(saved_settings(&run), original);
+
+    // Resume with no cadence flag; kill it once it has logged step 9 (its stdout
+    // shows each evaluation, which only the saved --eval-every 1 makes per step).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args(["train", "--resume", r, "--threads", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let reached = lines.find(|l| {
+        let l = l.as_ref().unwrap();
+        l.split_whitespace().take(2).eq(["step", "9"])
+    });
+    assert!(
+        reached.is_some(),
+        "the resumed run did not evaluate every step"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(lines);
+    // Step 9's line is printed after step 8's checkpoint was written.
+    let ckpt = cllm::train::checkpoint::load(&run).unwrap();
+    let k = ckpt.training.unwrap().1.step;
+    assert!(
+        k >= 8 && k % 2 == 0,
+        "latest checkpoint after the crash: step {k}"
+    );
+    assert_eq!(saved_settings(&run), original);
+
+    // Resume again overriding --eval-every: it wins, the rest is kept, and the log
+    // shows each step once.
+    let until = (k + 7).to_string();
+    let out = cllm(&[
+        "train",
+        "--resume",
+        r,
+        "--eval-every",
+        "5",
+        "--stop-at",
+        &until,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want = original.clone();
+    want["eval_every"] = 5.into();
+    assert_eq!(saved_settings(&run), want);
+    let evals: Vec<u64> = eval_steps(&run).into_iter().filter(|&s| s > k).collect();
+    let expect: Vec<u64> = (k + 1..=k + 7)
+        .filter(|s| s % 5 == 0 || *s == k + 7)
+        .collect();
+    assert_eq!(evals, expect, "evaluations after step {k}");
+    let steps: Vec<u64> = logged_losses(&run).iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, (1..=k + 7).collect::<Vec<_>>(), "each step once");
+
+    // Run to the end of a short run: the saved --sample-tokens 0 means no sample.
+    let short = dir.join("short");
+    let s = short.to_str().unwrap();
+    let mut args = vec!["train", "--out", s, "--steps", "4", "--stop-at", "2"];
+    args.extend_from_slice(&["--sample-tokens", "0", "--eval-windows", "1"]);
+    args.extend_from_slice(&TINY[..10]);
+    assert!(cllm(&args).status.success());
+    let done = cllm(&["train", "--resume", s]);
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("sample ("),
+        "the resumed run sampled:\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After a crash the log holds records past the checkpoint and possibly a torn last
+/// line; the resumed run cuts them, so metrics.jsonl and loss.svg show every step
+/// once, exactly as an uninterrupted run's do (same bytes of loss.svg, same loss bits
+/// per step), and no record before the checkpoint is lost.
+#[test]
+fn resume_logs_each_step_once_after_a_crash() {
+    let dir = scratch("relog");
+    let tiny = tiny_without_eval_every();
+    let train = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["train", "--steps", "10", "--micro-batches", "2"];
+        args.extend_from_slice(&["--eval-every", "2", "--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&tiny);
+        let run = cllm(&args);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        out
+    };
+    let straight = train("straight", &["--stop-at", "8"]);
+    let crashed = train("crashed", &["--stop-at", "4"]);
+    // What a run killed after step 6 leaves: records past its checkpoint (step 4),
+    // the last one torn mid-write.
+    let log = crashed.join("metrics.jsonl");
+    let before = std::fs::read_to_string(&log).unwrap();
+    let mut text = before.clone();
+    text.push_str("{\"step\":5,\"loss\":123.0}\n{\"step\":6,\"loss\":124.0}\n{\"step\":7,\"lo");
+    std::fs::write(&log, text).unwrap();
+    let out = cllm(&[
+        "train",
+        "--resume",
+        crashed.to_str().unwrap(),
+        "--stop-at",
+        "8",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "records before the checkpoint were lost"
+    );
+    assert_eq!(logged_losses(&crashed), logged_losses(&straight));
+    assert_eq!(eval_steps(&crashed), eval_steps(&straight));
+    assert!(
+        std::fs::read(crashed.join("loss.svg")).unwrap()
+            == std::fs::read(straight.join("loss.svg")).unwrap(),
+        "loss.svg differs from the uninterrupted run's"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A thread the operating system refuses (here: too little address space for the
+/// stacks of 1000 threads) is a one-line error with exit status 1, not an abort, and
+/// the output directory the run created is removed again.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_refused_thread_is_one_line_and_leaves_no_output() {
+    let dir = scratch("nothreads");
+    let out = dir.join("out");
+    let script = format!(
+        "ulimit -v 600000 && exec \"$0\" train --threads 1000 --steps 2 --micro-batches 2 \
+         --out {} {}",
+        out.display(),
+        TINY.join(" ")
+    );
+    let run = Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_cllm")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!out.exists(), "a failed start left {}", out.display());
     let _ = std::fs::remove_dir_all(&dir);
 }

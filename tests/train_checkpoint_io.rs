@@ -125,3 +125,22 @@ proptest! {
         }
     }
 }
+
+/// An output directory holding only what a run killed before its first checkpoint
+/// became `latest` leaves is a fresh start (so the same command works again); a
+/// directory with anything else in it is refused, and one with `latest` is cllm's.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_can_start_over() {
+    use cllm::train::checkpoint::{check_out_dir, OutDir};
+    let dir = temp_dir("killed");
+    std::fs::write(dir.join("metrics.jsonl"), b"{\"step\":1,\"lo").unwrap();
+    std::fs::create_dir_all(dir.join(".tmp-step-00000002")).unwrap();
+    std::fs::create_dir_all(dir.join("step-00000001")).unwrap();
+    std::fs::write(dir.join(".latest.tmp-123"), b"step-0000").unwrap();
+    assert_eq!(check_out_dir(&dir).unwrap(), OutDir::Fresh);
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    assert!(check_out_dir(&dir).is_err(), "a foreign file is never overwritten");
+    std::fs::write(dir.join("latest"), b"step-00000001\n").unwrap();
+    assert_eq!(check_out_dir(&dir).unwrap(), OutDir::Cllm);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,6 +23,9 @@ use std::time::Instant;
 
 /// Options of `cllm train`. Model and optimizer options cannot be combined with
 /// `--resume` (the checkpoint fixes them, so the trajectory continues bit for bit).
+/// The cadence options (`--eval-every`, `--eval-windows`, `--checkpoint-every`,
+/// `--sample-tokens`) are saved with every checkpoint; a resumed run continues with
+/// the saved values unless the flag is given again, which wins.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// A text file, or a directory of files read recursively. Without it, cllm trains
@@ -74,7 +77,7 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of the batch order.
     #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     pub seed: u64,
-    /// Threads. One worker per micro-batch at most; with the lock-free scheduler the
+    /// Threads (at most 1024). One worker per micro-batch at most; with the lock-free scheduler the
     /// remaining threads join the workers' teams and split their matmuls by rows
     /// (the barrier scheduler leaves them out). Results are bitwise identical for any
     /// thread count and either scheduler.
@@ -90,25 +93,31 @@ pub struct TrainArgs {
     /// [default: the --resume directory, else cllm-run].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run saved in this checkpoint (or output) directory, bit for bit.
+    /// Continue the run saved in this checkpoint (or output) directory, bit for bit,
+    /// with its --eval-every, --eval-windows, --checkpoint-every and --sample-tokens
+    /// (each of these given on this command line wins over the saved one).
+    /// metrics.jsonl is cut back to the checkpoint's step, so every step is logged once.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Validation loss every this many steps (and at the end).
-    #[arg(long, default_value_t = 100)]
-    pub eval_every: u64,
-    /// Validation windows per evaluation.
-    #[arg(long, default_value_t = 64)]
-    pub eval_windows: usize,
-    /// Write a checkpoint every this many steps (0: only at the end).
-    #[arg(long, default_value_t = 0)]
-    pub checkpoint_every: u64,
+    /// Validation loss every this many steps (and at the end) [default: 100, or the
+    /// resumed run's].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Validation windows per evaluation [default: 64, or the resumed run's].
+    #[arg(long)]
+    pub eval_windows: Option<usize>,
+    /// Write a checkpoint every this many steps (0: only at the end) [default: 0, or
+    /// the resumed run's].
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
     /// Stop after this step (writing a checkpoint) although the run is longer, as if
     /// interrupted; `--resume` continues it.
     #[arg(long)]
     pub stop_at: Option<u64>,
-    /// Bytes of text to generate at the end (0: none).
-    #[arg(long, default_value_t = 200)]
-    pub sample_tokens: usize,
+    /// Bytes of text to generate at the end (0: none) [default: 200, or the resumed
+    /// run's].
+    #[arg(long)]
+    pub sample_tokens: Option<usize>,
     #[command(flatten)]
     pub isa: IsaArg,
 }
@@ -147,16 +156,123 @@ pub struct Interrupted {
     pub out: String,
 }
 
+/// The most threads `cllm train` starts. Far more than any step can use (workers
+/// beyond the micro-batches and helpers beyond a matmul's rows only wait), and low
+/// enough that the operating system's limits on threads and memory maps are not
+/// reached, where a thread failing to start would abort the process.
+pub const MAX_THREADS: usize = 1024;
+
+/// How often a run evaluates, checkpoints and how much it samples at the end: the
+/// settings a resumed run takes over from its checkpoint (`run.json`'s `settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cadence {
+    /// `--eval-every`.
+    pub eval_every: u64,
+    /// `--eval-windows`.
+    pub eval_windows: usize,
+    /// `--checkpoint-every`.
+    pub checkpoint_every: u64,
+    /// `--sample-tokens`.
+    pub sample_tokens: usize,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Cadence {
+            eval_every: 100,
+            eval_windows: 64,
+            checkpoint_every: 0,
+            sample_tokens: 200,
+        }
+    }
+}
+
+/// A saved cadence; fields a checkpoint lacks fall back to the defaults.
+#[derive(Debug, Default, serde::Deserialize)]
+struct SavedCadence {
+    eval_every: Option<u64>,
+    eval_windows: Option<usize>,
+    checkpoint_every: Option<u64>,
+    sample_tokens: Option<usize>,
+}
+
+impl Cadence {
+    /// The flags given on the command line over `saved` (a resumed run's) over the
+    /// defaults.
+    fn resolve(args: &TrainArgs, saved: Option<serde_json::Value>) -> Result<Self> {
+        let saved: SavedCadence = match saved {
+            Some(v) => serde_json::from_value(v).context("the checkpoint's run settings")?,
+            None => SavedCadence::default(),
+        };
+        let d = Cadence::default();
+        let c = Cadence {
+            eval_every: args.eval_every.or(saved.eval_every).unwrap_or(d.eval_every),
+            eval_windows: args
+                .eval_windows
+                .or(saved.eval_windows)
+                .unwrap_or(d.eval_windows),
+            checkpoint_every: args
+                .checkpoint_every
+                .or(saved.checkpoint_every)
+                .unwrap_or(d.checkpoint_every),
+            sample_tokens: args
+                .sample_tokens
+                .or(saved.sample_tokens)
+                .unwrap_or(d.sample_tokens),
+        };
+        if c.eval_every == 0 {
+            bail!("--eval-every must be at least 1");
+        }
+        if c.eval_windows == 0 {
+            bail!("--eval-windows must be at least 1");
+        }
+        Ok(c)
+    }
+}
+
+/// Removes what a run wrote into a new (or empty) output directory if the run fails
+/// before its first checkpoint, so a failed start leaves nothing half-done behind:
+/// the directory itself if the run created it, else the log it started there.
+struct FreshOut {
+    remove: Option<PathBuf>,
+}
+
+impl FreshOut {
+    /// The first checkpoint exists: keep everything from now on.
+    fn keep(&mut self) {
+        self.remove = None;
+    }
+}
+
+impl Drop for FreshOut {
+    fn drop(&mut self) {
+        if let Some(path) = self.remove.take() {
+            let _ = match path.is_dir() {
+                true => std::fs::remove_dir_all(path),
+                false => std::fs::remove_file(path),
+            };
+        }
+    }
+}
+
 /// Run `cllm train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
-    if args.eval_every == 0 {
-        bail!("--eval-every must be at least 1");
+    if args.threads > MAX_THREADS {
+        bail!(
+            "--threads {} is more than the limit of {MAX_THREADS} threads",
+            args.threads
+        );
     }
-    if args.eval_windows == 0 {
-        bail!("--eval-windows must be at least 1");
+    for (flag, value) in [
+        ("--eval-every", args.eval_every.map(|v| v as usize)),
+        ("--eval-windows", args.eval_windows),
+    ] {
+        if value == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
     }
     // Before any kernel runs: every step of this process uses the path.
     let (isa, isa_source) = select_isa(args.isa.isa.as_deref())?;
@@ -167,29 +283,33 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .or_else(|| args.resume.clone())
         .unwrap_or_else(|| PathBuf::from("cllm-run"));
 
-    let (cfg, state) = match &args.resume {
+    let (cfg, state, cadence) = match &args.resume {
         Some(dir) => {
-            let ckpt = checkpoint::load(dir).with_context(|| {
-                format!("loading the checkpoint to resume from {}", dir.display())
-            })?;
+            let context = || format!("loading the checkpoint to resume from {}", dir.display());
+            let ckpt = checkpoint::load(dir).with_context(context)?;
             let Some((cfg, state)) = ckpt.training else {
                 bail!(
                     "{} holds weights but no training state; it cannot be resumed",
                     ckpt.dir.display()
                 );
             };
-            (cfg, state)
+            let saved = checkpoint::load_settings(dir).with_context(context)?;
+            (cfg, state, Cadence::resolve(&args, saved)?)
         }
         None => {
+            let cadence = Cadence::resolve(&args, None)?;
             let cfg = config_from_args(&args, corpus.train.len())?;
             let state = TrainState::initial(&cfg).context("initialising the model")?;
-            (cfg, state)
+            (cfg, state, cadence)
         }
     };
+    let settings = serde_json::to_value(cadence)?;
     corpus
         .check_context(cfg.seq)
         .context("the corpus is too short for this context length")?;
-    match checkpoint::check_out_dir(&out).with_context(|| format!("--out {}", out.display()))? {
+    let out_kind =
+        checkpoint::check_out_dir(&out).with_context(|| format!("--out {}", out.display()))?;
+    match out_kind {
         OutDir::Fresh => {}
         OutDir::Cllm if args.resume.is_none() => {
             eprintln!("note: replacing the earlier cllm run in {}", out.display())
@@ -254,17 +374,38 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
 
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let metrics_path = out.join("metrics.jsonl");
-    // A resumed run appends to its log; a new run starts one.
+    // A failed start removes a directory it created, or the log it began in an empty
+    // one; an earlier run's directory is left as it was.
+    let mut fresh = FreshOut {
+        remove: match (out.exists(), &out_kind) {
+            (false, _) => Some(out.clone()),
+            (true, OutDir::Fresh) => Some(metrics_path.clone()),
+            (true, OutDir::Cllm) => None,
+        },
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut train_points = Vec::new();
+    let mut val_points = Vec::new();
+    // A resumed run cuts its log back to the checkpoint (dropping what the earlier
+    // process logged past it, and a torn last line) and appends; a new run starts one.
     let mut metrics = if trainer.step_count() > 0 {
-        MetricsLog::append(&metrics_path)?
+        let (log, kept) = MetricsLog::resume(&metrics_path, trainer.step_count())?;
+        for record in &kept {
+            let (Some(step), Some(loss)) = (record["step"].as_f64(), record["loss"].as_f64())
+            else {
+                continue;
+            };
+            train_points.push((step, loss));
+            if let Some(val) = record["val_loss"].as_f64() {
+                val_points.push((step, val));
+            }
+        }
+        log
     } else {
         MetricsLog::create(&metrics_path)?
     };
     let bar = progress_bar(cfg.steps, trainer.step_count());
-    let mut train_points = Vec::new();
-    let mut val_points = Vec::new();
     let started = Instant::now();
     let first_step = trainer.step_count();
     let mut last_val = None;
@@ -274,9 +415,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     while trainer.step_count() < stop && !interrupt.load(Ordering::Relaxed) {
         // Run to the next evaluation, checkpoint or stop, whichever comes first.
         let at = trainer.step_count();
-        let mut next = stop.min((at / args.eval_every + 1) * args.eval_every);
-        if let Some(k) = at.checked_div(args.checkpoint_every) {
-            next = next.min((k + 1) * args.checkpoint_every);
+        let mut next = stop.min((at / cadence.eval_every + 1) * cadence.eval_every);
+        if let Some(k) = at.checked_div(cadence.checkpoint_every) {
+            next = next.min((k + 1) * cadence.checkpoint_every);
         }
         let mut log_error = None;
         let mut pending_record = None;
@@ -318,8 +459,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         let done = trainer.step_count();
         if let Some(mut record) = pending_record.take() {
-            if done % args.eval_every == 0 || done == stop {
-                let val = trainer.eval(&corpus.val, args.eval_windows)?;
+            if done % cadence.eval_every == 0 || done == stop {
+                let val = trainer.eval(&corpus.val, cadence.eval_windows)?;
                 val_points.push((done as f64, val as f64));
                 record["val_loss"] = json!(val);
                 last_val = Some(val);
@@ -337,16 +478,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             metrics.write(&record)?;
         }
-        if args.checkpoint_every > 0 && done % args.checkpoint_every == 0 && done < stop {
-            checkpoint::save(&out, &cfg, trainer.state())?;
+        if cadence.checkpoint_every > 0 && done % cadence.checkpoint_every == 0 && done < stop {
+            checkpoint::save_with_settings(&out, &cfg, trainer.state(), Some(&settings))?;
+            fresh.keep();
         }
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let trained = trainer.step_count() - first_step;
     let tokens = trained as f64 * cfg.tokens_per_step() as f64;
-    let ckpt =
-        checkpoint::save(&out, &cfg, trainer.state()).context("writing the final checkpoint")?;
+    let ckpt = checkpoint::save_with_settings(&out, &cfg, trainer.state(), Some(&settings))
+        .context("writing the final checkpoint")?;
+    fresh.keep();
     let plot = out.join("loss.svg");
     plot_svg(
         &plot,
@@ -420,13 +563,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         metrics_path.display(),
         plot.display()
     );
-    if args.sample_tokens > 0 {
+    if cadence.sample_tokens > 0 {
         let state = trainer.state();
         let text = generate(
             &cfg.model,
             &state.params,
             &[],
-            args.sample_tokens,
+            cadence.sample_tokens,
             0.8,
             cfg.seed,
         )?;

@@ -15,10 +15,12 @@
 //!   * `train_state.safetensors`: AdamW moments `adam.m`, `adam.v` (flat, `[n]`).
 //!   * `train_state.json`: step, AdamW update count, sampler state, the full
 //!     [`TrainConfig`]; the step must equal the model file's `cllm_step`.
-//!   * `run.json`: provenance, not training state: `isa`, the instruction-set path
+//!   * `run.json`: not training state: provenance (`isa`, the instruction-set path
 //!     that wrote the checkpoint ([`crate::isa::active`] on the saving thread), and
-//!     `cllm_version`. It differs between paths by design; the four files above do
-//!     not (every path gives the same bits). Loading ignores it, and checkpoints
+//!     `cllm_version`) and, when the caller gives them, its `settings` (an opaque
+//!     JSON object: the command line's cadence, which a resume continues with, see
+//!     [`load_settings`]). It differs between paths by design; the four files above
+//!     do not (every path gives the same bits). [`load`] ignores it, and checkpoints
 //!     written before it existed have none.
 //! * `OUT/latest`: the name of the current checkpoint directory.
 //!
@@ -45,8 +47,9 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const STATE_TENSORS_FILE: &str = "train_state.safetensors";
 /// Training state file name.
 pub const STATE_FILE: &str = "train_state.json";
-/// Provenance file name (which instruction-set path and cllm version wrote the
-/// checkpoint); never read back.
+/// Provenance and run-settings file name (which instruction-set path and cllm
+/// version wrote the checkpoint, and the caller's settings); [`load`] never reads it,
+/// [`load_settings`] reads only its settings.
 pub const RUN_FILE: &str = "run.json";
 /// The pointer to the current checkpoint inside an output directory.
 pub const LATEST_FILE: &str = "latest";
@@ -156,9 +159,11 @@ struct StateFile {
 
 /// `run.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-struct RunFile {
+struct RunFile<'a> {
     isa: &'static str,
     cllm_version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<&'a serde_json::Value>,
 }
 
 const STATE_FORMAT: &str = "cllm-train-state";
@@ -232,6 +237,17 @@ impl HfConfig {
 /// Write a checkpoint of `state` into the output directory `out` (created if
 /// needed) and make it the current one. Returns the checkpoint directory.
 pub fn save(out: &Path, cfg: &TrainConfig, state: &TrainState) -> Result<PathBuf, CheckpointError> {
+    save_with_settings(out, cfg, state, None)
+}
+
+/// As [`save`], also recording the caller's `settings` in `run.json` (read back by
+/// [`load_settings`]); they change no byte of the four training-state files.
+pub fn save_with_settings(
+    out: &Path,
+    cfg: &TrainConfig,
+    state: &TrainState,
+    settings: Option<&serde_json::Value>,
+) -> Result<PathBuf, CheckpointError> {
     let layout = ParamLayout::new(&cfg.model);
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -276,6 +292,7 @@ pub fn save(out: &Path, cfg: &TrainConfig, state: &TrainState) -> Result<PathBuf
     let run = RunFile {
         isa: crate::isa::active().name(),
         cllm_version: env!("CARGO_PKG_VERSION"),
+        settings,
     };
     let text = serde_json::to_string_pretty(&run).map_err(|e| json_err(&tmp.join(RUN_FILE), e))?;
     atomic_write(&tmp.join(RUN_FILE), text.as_bytes())?;
@@ -331,6 +348,28 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         },
     };
     decode(&dir, &files)
+}
+
+/// The `settings` recorded in the `run.json` of the checkpoint `path` denotes (as
+/// [`load`] resolves it), or `None` when the checkpoint has no `run.json` or the file
+/// has no settings (written before they were recorded, or by [`save`]).
+pub fn load_settings(path: &Path) -> Result<Option<serde_json::Value>, CheckpointError> {
+    let file = resolve(path)?.join(RUN_FILE);
+    let text = match fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Io(CheckpointIoError::Io {
+                path: file,
+                source,
+            }))
+        }
+    };
+    let mut run: serde_json::Value = serde_json::from_str(&text).map_err(|e| json_err(&file, e))?;
+    Ok(match run.get_mut("settings").map(serde_json::Value::take) {
+        Some(serde_json::Value::Null) | None => None,
+        Some(settings) => Some(settings),
+    })
 }
 
 /// Validate and decode a checkpoint's file contents (`dir` names them in errors).
@@ -425,17 +464,22 @@ pub fn decode(dir: &Path, files: &CheckpointFiles) -> Result<Checkpoint, Checkpo
     })
 }
 
+/// The training log a run keeps beside its checkpoints (see [`super::report`]).
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
 /// What an `--out` directory holds before training writes into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutDir {
-    /// It does not exist or is empty.
+    /// It does not exist, is empty, or holds only what a run killed before its first
+    /// checkpoint became `latest` leaves (a `metrics.jsonl`, unfinished `.tmp-` files,
+    /// a `step-*` directory no `latest` names): a new run starts over in it.
     Fresh,
     /// It is a cllm output directory (has a `latest` checkpoint pointer).
     Cllm,
 }
 
-/// Classify `out`; a non-empty directory that is not a cllm output directory (or a
-/// file) is an error, so training never mixes its files into someone else's.
+/// Classify `out`; any other non-empty directory that is not a cllm output directory
+/// (or a file) is an error, so training never mixes its files into someone else's.
 pub fn check_out_dir(out: &Path) -> Result<OutDir, CheckpointError> {
     if !out.exists() {
         return Ok(OutDir::Fresh);
@@ -452,11 +496,24 @@ pub fn check_out_dir(out: &Path) -> Result<OutDir, CheckpointError> {
             source,
         })
     })?;
-    if entries.next().is_none() {
-        return Ok(OutDir::Fresh);
-    }
     if out.join(LATEST_FILE).is_file() {
-        Ok(OutDir::Cllm)
+        return Ok(OutDir::Cllm);
+    }
+    // Empty, or holding only what a run killed before its first checkpoint leaves.
+    let only_unfinished = entries.all(|e| {
+        e.is_ok_and(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            // A first checkpoint renamed into place but not yet made `latest` is
+            // unfinished too: the run never reached it as far as a resume can tell.
+            name == METRICS_FILE
+                || [".tmp-step-", "step-", ".latest.tmp-", ".metrics.jsonl.tmp-"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+        })
+    });
+    if only_unfinished {
+        Ok(OutDir::Fresh)
     } else {
         Err(not())
     }

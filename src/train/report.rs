@@ -1,5 +1,7 @@
 //! Owns what a training run leaves for people to read: the JSON-lines metrics log and
-//! the loss-curve plot. Must never influence training (write-only, after the fact).
+//! the loss-curve plot, and how a resumed run cuts its log back to its checkpoint so
+//! every step appears once. Must never influence training (the log is read back only
+//! to be trimmed and plotted, never to restore state).
 
 use plotters::prelude::*;
 use std::fs::File;
@@ -62,6 +64,32 @@ impl MetricsLog {
         })
     }
 
+    /// Reopen the log of a run resumed at `step`: keep every complete record up to
+    /// and including `step`, drop the records the crashed or interrupted run wrote
+    /// past it and a torn last line (a process killed mid-write), then append from
+    /// there. The trimmed log replaces the old one atomically, so a crash while
+    /// trimming leaves the old log (trimmed again at the next resume). Returns the
+    /// log and the records kept, in order. A missing log is created empty.
+    pub fn resume(path: &Path, step: u64) -> Result<(Self, Vec<serde_json::Value>), ReportError> {
+        let io = |source| ReportError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(e)),
+        };
+        let (kept, records) = records_up_to(&text, step);
+        if kept != text {
+            crate::train::checkpoint_io::atomic_write(path, &kept).map_err(|e| match e {
+                crate::train::checkpoint_io::CheckpointIoError::Io { source, .. } => io(source),
+                other => io(std::io::Error::other(other.to_string())),
+            })?;
+        }
+        Ok((Self::append(path)?, records))
+    }
+
     /// Append one record and flush it (so a crash loses at most the current line).
     pub fn write(&mut self, record: &serde_json::Value) -> Result<(), ReportError> {
         let io = |source| ReportError::Io {
@@ -74,6 +102,39 @@ impl MetricsLog {
             source,
         })
     }
+}
+
+/// The part of a metrics log a run resumed at `step` keeps, and its records.
+///
+/// A line counts only if it ends in a newline and is a JSON object with a `step`:
+/// anything else is a torn write and is dropped. A per-step record (one with a
+/// `loss`) whose step is not after the last kept per-step record marks a rewind (a
+/// log written by a resume that did not trim): the records it repeats are dropped in
+/// favour of the later ones. Finally every record past `step` is dropped.
+pub fn records_up_to(text: &[u8], step: u64) -> (Vec<u8>, Vec<serde_json::Value>) {
+    let mut kept: Vec<(&[u8], serde_json::Value, u64)> = Vec::new();
+    let mut rest = text;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..=end];
+        rest = &rest[end + 1..];
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(s) = value.get("step").and_then(|s| s.as_u64()) else {
+            continue;
+        };
+        if value.get("loss").is_some() {
+            // A rewind: the records at or past this step were superseded.
+            while kept.last().is_some_and(|(_, _, k)| *k >= s) {
+                kept.pop();
+            }
+        }
+        kept.push((line, value, s));
+    }
+    kept.retain(|(_, _, s)| *s <= step);
+    let bytes = kept.iter().flat_map(|(line, _, _)| line.iter().copied());
+    let bytes = bytes.collect();
+    (bytes, kept.into_iter().map(|(_, v, _)| v).collect())
 }
 
 /// A named series of (step, value) points.
@@ -157,4 +218,46 @@ pub fn plot_svg(
         .draw()
         .map_err(|e| fail(e.to_string()))?;
     root.present().map_err(|e| fail(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::records_up_to;
+
+    fn steps(text: &str, at: u64) -> (String, Vec<u64>) {
+        let (bytes, records) = records_up_to(text.as_bytes(), at);
+        let steps = records
+            .iter()
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect();
+        (String::from_utf8(bytes).unwrap(), steps)
+    }
+
+    #[test]
+    fn keeps_records_up_to_the_resumed_step_and_drops_a_torn_line() {
+        let log = "{\"step\":1,\"loss\":3}\n{\"step\":2,\"loss\":2}\n{\"step\":3,\"loss\":1}\n{\"step\":4,\"lo";
+        let (kept, s) = steps(log, 2);
+        assert_eq!(s, [1, 2]);
+        assert_eq!(kept, "{\"step\":1,\"loss\":3}\n{\"step\":2,\"loss\":2}\n");
+        // Resumed at the last complete step: only the torn line goes.
+        assert_eq!(steps(log, 3).1, [1, 2, 3]);
+        // A complete but unterminated last line is torn too (its newline never came).
+        assert_eq!(steps("{\"step\":1,\"loss\":3}", 5).1, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_rewound_log_keeps_each_step_once_and_the_later_copy() {
+        // Steps 1-3, a resume at 1 that did not trim, then 2-3 again.
+        let log = concat!(
+            "{\"step\":1,\"loss\":1}\n{\"step\":2,\"loss\":9}\n{\"step\":3,\"loss\":9}\n",
+            "{\"step\":2,\"loss\":2}\n{\"step\":3,\"loss\":3}\n{\"step\":3,\"threads\":1}\n",
+        );
+        let (bytes, records) = records_up_to(log.as_bytes(), 3);
+        let losses: Vec<f64> = records.iter().filter_map(|r| r["loss"].as_f64()).collect();
+        assert_eq!(losses, [1.0, 2.0, 3.0]);
+        assert_eq!(records.len(), 4, "the run summary stays");
+        assert!(String::from_utf8(bytes)
+            .unwrap()
+            .ends_with("{\"step\":3,\"threads\":1}\n"));
+    }
 }
