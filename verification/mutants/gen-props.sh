@@ -1,0 +1,14 @@
+# Seeded bugs of state carried across steps and across Trainer calls: only properties
+# that run several steps per call, or mix the public calls (step, run, a run stopped by
+# its callback, restarts and checkpoints), can see them. Sourced by regenerate.sh.
+# The lock-free run starts from the sampler position of the last `state()` call, not the
+# trainer's live sampler (stale after a `step` not followed by `state()`).
+gen props-lockfree-run-stale-sampler src/train/trainer.rs 's/\n\s*self\.state\.sampler = self\.sampler\.state\(\);(\n\s*let contexts = core::mem::take\(&mut self\.contexts\);)/$1/'
+# A lock-free run stopped by its callback counts the updates it was asked for, not the
+# ones it made (bias correction of every later update is off).
+gen props-stopped-run-counts-asked-updates src/train/lockfree.rs 's/state\.opt\.t \+= done;/state.opt.t += steps;/'
+# A lock-free run counts one optimizer update per call, whatever its step count.
+gen props-update-count-per-run src/train/lockfree.rs 's/state\.opt\.t \+= done;/state.opt.t += 1;/'
+# The barrier run names its gradient slots' step by the training step instead of the
+# slots' own count: a trainer restored at step k > 0 waits forever for k earlier steps.
+gen props-barrier-slot-step-from-state src/train/barrier.rs 's/\*g = \(r\.segments\.completed_steps\(\), step\);/*g = (step as usize, step);/'
