@@ -8,7 +8,9 @@
 //!
 //! Owns: these fault properties only. Two participants (the leader on the model's main
 //! thread, one worker), two slots, two parts of `PART_ALIGN` floats, one step (the
-//! worker then waits for a step that is never fed). Checked in every execution (see
+//! worker then waits for a step that is never fed), or two steps with the fault in
+//! the second (the worker may race into step 1 while the leader still updates step
+//! 0). Checked in every execution (see
 //! `step_faults::check`): the participant whose hook failed reports
 //! `Panicked { step, worker }` (or the hook's error), the other `Aborted`; the run is
 //! aborted by the protocol itself (the harness never aborts it), so a gate that an
@@ -45,14 +47,18 @@ struct Require {
 }
 
 fn model(fault: Fault, require: Require) {
+    model_of(SHAPE, fault, require)
+}
+
+fn model_of(shape: Shape, fault: Fault, require: Require) {
     common::quiet_panics(&[step_faults::PANIC]);
-    let full = std::sync::Arc::new(expected(SHAPE, SHAPE.steps));
+    let full = std::sync::Arc::new(expected(shape, shape.steps));
     let tally = std::sync::Arc::new(Tally::default());
     {
         let (full, tally) = (full.clone(), tally.clone());
         loom_model(move || {
-            let out = run::<Loom>(SHAPE, fault);
-            tally.add(check(SHAPE, fault, &out, &full));
+            let out = run::<Loom>(shape, fault);
+            tally.add(check(shape, fault, &out, &full));
         });
     }
     let (completed, by_leader, by_worker) = tally.get();
@@ -167,6 +173,21 @@ fn a_leader_decide_error_ends_the_run_for_both() {
 fn a_panic_in_compute_ends_the_run_for_both() {
     model(
         Fault::ComputePanic { step: 0, slot: 1 },
+        Require {
+            completed: false,
+            by_leader: true,
+            by_worker: true,
+        },
+    );
+}
+
+/// Two steps, whoever updates part 1 of step 1 panics: step 0 completes with the
+/// reference decision, then both end.
+#[test]
+fn a_panic_in_update_of_step_1_ends_the_run_for_both() {
+    model_of(
+        Shape { steps: 2, ..SHAPE },
+        Fault::UpdatePanic { step: 1, part: 1 },
         Require {
             completed: false,
             by_leader: true,

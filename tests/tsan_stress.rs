@@ -3,7 +3,14 @@
 //! their properties. Built with `harness = false` so that it runs cleanly
 //! under ThreadSanitizer (libtest's own result channel is uninstrumented std code and
 //! produces false reports); `verification/tsan.sh` runs it with `-Zsanitizer=thread`,
-//! and plain `cargo test` runs it too. Prints `N passed, 0 failed`; exits 1 on failure.
+//! and plain `cargo test` runs it too. Besides the protocols and the trainer: an
+//! `Event<Std>` token ring handing plain data along (the production wait cell, fences
+//! and parking), and the step protocol on `Std` with a panic or error in a hook
+//! (`tests/step_faults`). Prints `N passed, 0 failed`; exits 1 on failure.
+
+mod common;
+mod step_faults;
+mod step_toy;
 
 use cllm::queue::{PrefetchQueue, PushError, WorkQueue};
 use cllm::segments::GradientSegments;
@@ -239,6 +246,67 @@ fn training(
     );
 }
 
+/// A counter written with plain (non-atomic) accesses by whoever holds the token of
+/// `event_ring`: only the Event wait/notify handshake and the turn counter order them,
+/// so a wake-up that returns before the turn is handed over is a data race here.
+struct Baton(core::cell::UnsafeCell<u64>);
+
+// SAFETY: only the thread whose turn it is touches the cell (see `event_ring`); the
+// turn counter's Release increment / Acquire load orders consecutive holders.
+unsafe impl Sync for Baton {}
+
+/// `threads` threads pass a token `rounds` times each through one `Event<Std>`; the
+/// holder increments a plain counter. Every hand-over must be ordered and none lost.
+fn event_ring(threads: usize, rounds: usize) {
+    use cllm::sync::{Event, Std};
+    let event = Event::<Std>::new();
+    let turn = AtomicUsize::new(0);
+    let baton = Baton(core::cell::UnsafeCell::new(0));
+    std::thread::scope(|s| {
+        for me in 0..threads {
+            let (event, turn, baton) = (&event, &turn, &baton);
+            s.spawn(move || {
+                for round in 0..rounds {
+                    let mine = round * threads + me;
+                    // Acquire: pairs with the previous holder's Release increment.
+                    event.wait_until(|| turn.load(Ordering::Acquire) == mine);
+                    assert_eq!(turn.load(Ordering::Acquire), mine, "woke before its turn");
+                    // SAFETY: it is this thread's turn: no other thread touches the
+                    // cell until the increment below hands the turn on.
+                    unsafe { *baton.0.get() += 1 };
+                    // Release: the write above happens before the next holder's.
+                    turn.fetch_add(1, Ordering::Release);
+                    event.notify();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        baton.0.into_inner(),
+        (threads * rounds) as u64,
+        "every hand-over"
+    );
+}
+
+/// The step protocol on `Std` (production spin limits) with `fault`, `runs` times, each
+/// checked against the sequential reference (`tests/step_faults`).
+fn step_faults_on_std(fault: step_faults::Fault, runs: usize) {
+    use cllm::segments::PART_ALIGN;
+    let shape = step_faults::Shape {
+        workers: 3,
+        n_slots: 5,
+        n_parts: 3,
+        len: 3 * PART_ALIGN + 5,
+        steps: 4,
+    };
+    common::quiet_panics(&[step_faults::PANIC]);
+    let full = step_faults::expected(shape, shape.steps);
+    for _ in 0..runs {
+        let out = step_faults::run::<cllm::sync::Std>(shape, fault);
+        step_faults::check(shape, fault, &out, &full);
+    }
+}
+
 /// A named stress scenario.
 type Scenario = (&'static str, Box<dyn Fn()>);
 
@@ -268,6 +336,36 @@ fn main() {
         ),
         ("segments 4 threads", Box::new(|| segments(4, 6, 4, 20))),
         ("segments 2 threads", Box::new(|| segments(2, 3, 2, 20))),
+        (
+            "event ring 4 threads, plain data handed along",
+            Box::new(|| event_ring(4, 5_000)),
+        ),
+        (
+            "event ring 2 threads, plain data handed along",
+            Box::new(|| event_ring(2, 20_000)),
+        ),
+        (
+            "step protocol on Std, no fault",
+            Box::new(|| step_faults_on_std(step_faults::Fault::None, 30)),
+        ),
+        (
+            "step protocol on Std, a panic in update",
+            Box::new(|| {
+                step_faults_on_std(step_faults::Fault::UpdatePanic { step: 2, part: 1 }, 30)
+            }),
+        ),
+        (
+            "step protocol on Std, a panic in summarize",
+            Box::new(|| {
+                step_faults_on_std(step_faults::Fault::SummarizePanic { step: 1, part: 0 }, 30)
+            }),
+        ),
+        (
+            "step protocol on Std, an error from a worker's decide",
+            Box::new(|| {
+                step_faults_on_std(step_faults::Fault::DecideErr { step: 3, worker: 2 }, 30)
+            }),
+        ),
         (
             "training lock-free 4 threads, 10 steps",
             Box::new(|| training(4, 8, 10, cllm::train::trainer::Scheduler::LockFree)),
