@@ -4,7 +4,8 @@
 //! to continue; a loss that stops being finite stops both schedulers at the same step
 //! as the single-threaded reference, with the same error; a caller's callback that
 //! panics unwinds to the caller after every thread is joined. (A worker that panics is
-//! covered at the protocol level in the loom and shuttle step tests.)
+//! covered at the protocol level in the loom and shuttle step tests, and on the real
+//! trainer, hook by hook, in `train_errors.rs`.)
 
 use cllm::data::MarkovSource;
 use cllm::model::{GptConfig, ModelError};
