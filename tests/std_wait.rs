@@ -105,6 +105,48 @@ fn broadcast_wakes_every_waiter_every_generation() {
     });
 }
 
+/// The notify lands at a varying moment while the waiter enters its wait (both start
+/// each round together from a spin barrier; the notifier first spins a round-dependent
+/// few hints): sooner or later it falls between the waiter's last condition check and
+/// its sleep, where only the wait cell's lock keeps the wake-up from being lost.
+#[test]
+fn notify_racing_a_waiter_entering_its_wait() {
+    let _w = watchdog::Watchdog::arm("std_wait racing notify", Duration::from_secs(60));
+    const ROUNDS: usize = 50_000;
+    let event = Event::<Std>::new();
+    let flag = AtomicUsize::new(0);
+    let start = AtomicUsize::new(0);
+    // Both threads arrive at round `r`'s start (rounds count from 1, 2 arrivals each).
+    let barrier = |r: usize| {
+        start.fetch_add(1, Ordering::AcqRel);
+        // Acquire: pairs with the other thread's AcqRel arrival.
+        while start.load(Ordering::Acquire) < 2 * r {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+    };
+    std::thread::scope(|s| {
+        let (event, flag, barrier) = (&event, &flag, &barrier);
+        s.spawn(move || {
+            for r in 1..=ROUNDS {
+                barrier(r);
+                // Acquire: pairs with the notifier's Release store.
+                event.wait_until(|| flag.load(Ordering::Acquire) >= r);
+                assert!(flag.load(Ordering::Acquire) >= r, "woke before round {r}");
+            }
+        });
+        for r in 1..=ROUNDS {
+            barrier(r);
+            for _ in 0..(r * 7) % 64 {
+                std::hint::spin_loop();
+            }
+            // Release: pairs with the waiter's Acquire.
+            flag.store(r, Ordering::Release);
+            event.notify();
+        }
+    });
+}
+
 // ---- the step protocol on the production platform ------------------------------------
 
 const SHAPE: Shape = Shape {
