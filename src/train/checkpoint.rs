@@ -27,8 +27,9 @@
 //! # Crash safety
 //! A checkpoint is written into `OUT/.tmp-step-NNNNNNNN/` (every file fsynced), the
 //! directory is renamed to `OUT/step-NNNNNNNN`, then `latest` is replaced atomically,
-//! then older `step-*` directories are removed. A crash at any point leaves `latest`
-//! naming a complete checkpoint (the old or the new one).
+//! then older `step-*` directories (and `.tmp-step-*` ones a killed run left) are
+//! removed. A crash at any point leaves `latest` naming a complete checkpoint (the
+//! old or the new one).
 
 use super::checkpoint_io::{self, atomic_write, CheckpointIoError, TensorSpec};
 use super::optim::AdamState;
@@ -305,7 +306,8 @@ pub fn save_with_settings(
     atomic_write(&out.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
     for entry in fs::read_dir(out).map_err(io(out))?.flatten() {
         let old = entry.file_name().to_string_lossy().into_owned();
-        if old.starts_with("step-") && old != name {
+        // Older checkpoints, and unfinished ones a killed run left behind.
+        if (old.starts_with("step-") && old != name) || old.starts_with(".tmp-step-") {
             fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
         }
     }
