@@ -1,4 +1,6 @@
-//! Test-only implementations of the `cllm::sync::Platform` seam: `Loom` and `Shuttle`.
+//! Test-only implementations of the `cllm::sync::Platform` seam: `Loom` and `Shuttle`
+//! (which never spin), and `Spinning<P, N>` (`LoomSpin`, `ShuttleSpin`), the same
+//! checkers spinning `N` times before every park as production does.
 //! Owns the newtypes that satisfy the orphan rule and the model-checker settings.
 //! Must never be used by production code (this directory is not part of the library).
 #![allow(dead_code)]
