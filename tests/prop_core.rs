@@ -15,6 +15,15 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+
+/// Bound a plain test that waits on a queue or a slot (the forked properties have
+/// proptest's own timeout): a lost wake-up exits 124 naming the test.
+fn bound(name: &str) -> watchdog::Watchdog {
+    watchdog::Watchdog::arm(name, std::time::Duration::from_secs(60))
+}
+
 fn forked(cases: u32) -> Config {
     Config {
         cases,
@@ -243,6 +252,7 @@ proptest! {
 
 #[test]
 fn prefetch_reports_panics_and_zero_capacity() {
+    let _w = bound("prop_core::prefetch_reports_panics_and_zero_capacity");
     let mut q = PrefetchQueue::<u8, ()>::spawn(2, |tx| {
         tx.send(1).unwrap();
         panic!("producer exploded");
@@ -435,6 +445,7 @@ proptest! {
 
 #[test]
 fn segments_misuse_is_a_typed_error() {
+    let _w = bound("prop_core::segments_misuse_is_a_typed_error");
     assert!(matches!(
         GradientSegments::<cllm::sync::Std>::new(0, 4, 1),
         Err(SegmentsError::Layout(_))

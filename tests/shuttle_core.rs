@@ -6,6 +6,20 @@
 
 mod common;
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+
+/// Bound one shuttle test: 300 s per 1,000 iterations of each scheduler
+/// (`CLLM_SHUTTLE_ITERS`), over ten times the measured time on a loaded 2-core
+/// machine and far below CI's limit; a hang exits 124 naming the test.
+fn bound(name: &str) -> watchdog::Watchdog {
+    let iters = common::shuttle_iterations().max(1) as f64;
+    watchdog::Watchdog::arm(
+        name,
+        std::time::Duration::from_secs_f64(300.0 * iters / 1000.0),
+    )
+}
+
 use cllm::queue::{PrefetchQueue, PushError, WorkQueue};
 use cllm::segments::{GradientSegments, SegmentsError};
 use common::{shuttle_check, Shuttle};
@@ -81,27 +95,32 @@ fn mpmc(producers: usize, consumers: usize, capacity: usize, items: usize) {
 
 #[test]
 fn work_queue_1p1c_capacity_1() {
+    let _w = bound("shuttle_core::work_queue_1p1c_capacity_1");
     mpmc(1, 1, 1, 6);
 }
 
 #[test]
 fn work_queue_2p2c_capacity_2() {
+    let _w = bound("shuttle_core::work_queue_2p2c_capacity_2");
     mpmc(2, 2, 2, 4);
 }
 
 #[test]
 fn work_queue_4p4c_capacity_3() {
+    let _w = bound("shuttle_core::work_queue_4p4c_capacity_3");
     mpmc(4, 4, 3, 3);
 }
 
 #[test]
 fn work_queue_3p2c_capacity_8() {
+    let _w = bound("shuttle_core::work_queue_3p2c_capacity_8");
     mpmc(3, 2, 8, 5);
 }
 
 /// Pushes racing close: each item is delivered or handed back, never both or neither.
 #[test]
 fn work_queue_close_races_pushes() {
+    let _w = bound("shuttle_core::work_queue_close_races_pushes");
     shuttle_check(|| {
         let q = Arc::new(WorkQueue::<usize, Shuttle>::with_capacity(2));
         let pushers: Vec<_> = (0..3)
@@ -175,6 +194,7 @@ fn prefetch(capacity: usize, items: usize, take: Option<usize>) {
 
 #[test]
 fn prefetch_capacity_1_to_8() {
+    let _w = bound("shuttle_core::prefetch_capacity_1_to_8");
     for (capacity, items, take) in [
         (1, 5, None),
         (2, 7, None),
@@ -273,17 +293,20 @@ fn segments(workers: usize, n_slots: usize, n_parts: usize) {
 
 #[test]
 fn segments_3_workers_4_slots_2_parts() {
+    let _w = bound("shuttle_core::segments_3_workers_4_slots_2_parts");
     segments(3, 4, 2);
 }
 
 #[test]
 fn segments_4_workers_6_slots_3_parts() {
+    let _w = bound("shuttle_core::segments_4_workers_6_slots_3_parts");
     segments(4, 6, 3);
 }
 
 /// Two threads race to reduce the same part of the same step: exactly one wins.
 #[test]
 fn segments_part_reduced_exactly_once() {
+    let _w = bound("shuttle_core::segments_part_reduced_exactly_once");
     shuttle_check(|| {
         let seg = Arc::new(GradientSegments::<Shuttle>::new(1, 4, 1).unwrap());
         let mut w = seg.claim(0, 0).unwrap();
@@ -311,6 +334,7 @@ fn segments_part_reduced_exactly_once() {
 /// Two threads race to claim the same slot: exactly one wins.
 #[test]
 fn segments_slot_claimed_exactly_once() {
+    let _w = bound("shuttle_core::segments_slot_claimed_exactly_once");
     shuttle_check(|| {
         let seg = Arc::new(GradientSegments::<Shuttle>::new(2, 4, 1).unwrap());
         let racers: Vec<_> = (0..2)

@@ -14,6 +14,20 @@
 
 mod common;
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+
+/// Bound one shuttle test: 300 s per 1,000 iterations of each scheduler
+/// (`CLLM_SHUTTLE_ITERS`), over ten times the measured time on a loaded 2-core
+/// machine and far below CI's limit; a hang exits 124 naming the test.
+fn bound(name: &str) -> watchdog::Watchdog {
+    let iters = common::shuttle_iterations().max(1) as f64;
+    watchdog::Watchdog::arm(
+        name,
+        std::time::Duration::from_secs_f64(300.0 * iters / 1000.0),
+    )
+}
+
 use cllm::queue::{PrefetchError, PrefetchQueue, Stopped};
 use common::{shuttle_check, Shuttle};
 use shuttle::rand::RngCore;
@@ -178,6 +192,7 @@ fn run(shape: Shape) {
 /// iterations, drawn per iteration from shuttle's RNG.
 #[test]
 fn random_shapes() {
+    let _w = bound("shuttle_prefetch::random_shapes");
     shuttle_check(|| {
         let mut rng = shuttle::rand::thread_rng();
         let mut draw = |n: u64| (rng.next_u64() % n) as usize;
@@ -199,6 +214,7 @@ fn random_shapes() {
 /// ring, and a drop mid-stream at the largest capacity.
 #[test]
 fn corner_shapes() {
+    let _w = bound("shuttle_prefetch::corner_shapes");
     let shapes = [
         (1, 0, End::Ok, None),
         (1, 0, End::Fail, None),

@@ -11,6 +11,20 @@
 
 mod common;
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+
+/// Bound one shuttle test: 300 s per 1,000 iterations of each scheduler
+/// (`CLLM_SHUTTLE_ITERS`), over ten times the measured time on a loaded 2-core
+/// machine and far below CI's limit; a hang exits 124 naming the test.
+fn bound(name: &str) -> watchdog::Watchdog {
+    let iters = common::shuttle_iterations().max(1) as f64;
+    watchdog::Watchdog::arm(
+        name,
+        std::time::Duration::from_secs_f64(300.0 * iters / 1000.0),
+    )
+}
+
 use cllm::queue::WorkQueue;
 use cllm::segments::{GradientSegments, PART_ALIGN};
 use common::{shuttle_check, Shuttle};
@@ -140,16 +154,19 @@ fn len_for(n_parts: usize) -> usize {
 
 #[test]
 fn three_workers_four_slots_two_parts() {
+    let _w = bound("shuttle_segments::three_workers_four_slots_two_parts");
     check(3, 4, 2, len_for(2));
 }
 
 #[test]
 fn three_workers_five_slots_three_parts() {
+    let _w = bound("shuttle_segments::three_workers_five_slots_three_parts");
     check(3, 5, 3, len_for(3));
 }
 
 #[test]
 fn four_workers_six_slots_three_parts() {
+    let _w = bound("shuttle_segments::four_workers_six_slots_three_parts");
     check(4, 6, 3, len_for(3));
 }
 
@@ -157,5 +174,6 @@ fn four_workers_six_slots_three_parts() {
 /// ahead to the next step's claims while the slots are still being reduced.
 #[test]
 fn four_workers_five_slots_two_parts_short_len() {
+    let _w = bound("shuttle_segments::four_workers_five_slots_two_parts_short_len");
     check(4, 5, 2, 7);
 }

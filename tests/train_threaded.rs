@@ -11,6 +11,15 @@ use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
 use std::sync::Arc;
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+
+/// Bound one test that runs threads (the whole file takes about a second): a lost
+/// wake-up exits 124 naming the test instead of hanging CI.
+fn bound(name: &str) -> watchdog::Watchdog {
+    watchdog::Watchdog::arm(name, std::time::Duration::from_secs(120))
+}
+
 fn config(micro_batches: usize, seed: u64) -> TrainConfig {
     TrainConfig {
         model: GptConfig {
@@ -86,6 +95,8 @@ fn threaded(
 
 #[test]
 fn every_thread_count_and_scheduler_gives_the_single_threaded_bits() {
+    let _w =
+        bound("train_threaded::every_thread_count_and_scheduler_gives_the_single_threaded_bits");
     let source = MarkovSource::new(2, 2, 0.2).unwrap();
     let corpus = Corpus::from_bytes(&source.generate(20_000, 3), "test".into(), 0.1).unwrap();
     let train: Arc<[u32]> = corpus.train.clone().into();
@@ -112,6 +123,7 @@ fn every_thread_count_and_scheduler_gives_the_single_threaded_bits() {
 
 #[test]
 fn one_long_run_equals_one_step_at_a_time() {
+    let _w = bound("train_threaded::one_long_run_equals_one_step_at_a_time");
     let source = MarkovSource::new(2, 2, 0.2).unwrap();
     let corpus = Corpus::from_bytes(&source.generate(20_000, 5), "test".into(), 0.1).unwrap();
     let train: Arc<[u32]> = corpus.train.clone().into();
@@ -147,6 +159,7 @@ fn one_long_run_equals_one_step_at_a_time() {
 
 #[test]
 fn stopping_early_keeps_the_consumed_position() {
+    let _w = bound("train_threaded::stopping_early_keeps_the_consumed_position");
     let source = MarkovSource::new(2, 2, 0.2).unwrap();
     let corpus = Corpus::from_bytes(&source.generate(20_000, 6), "test".into(), 0.1).unwrap();
     let train: Arc<[u32]> = corpus.train.clone().into();

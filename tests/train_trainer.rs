@@ -15,6 +15,15 @@ use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{TrainConfig, TrainError, TrainState, Trainer};
 use std::path::PathBuf;
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+
+/// Bound one test that steps a trainer (a step waits on its gradient slots; the whole
+/// file takes about a second): a lost wake-up exits 124 naming the test.
+fn bound(name: &str) -> watchdog::Watchdog {
+    watchdog::Watchdog::arm(name, std::time::Duration::from_secs(120))
+}
+
 fn tiny(steps: u64, micro_batches: usize) -> TrainConfig {
     TrainConfig {
         model: GptConfig {
@@ -57,6 +66,8 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn accumulated_gradient_is_the_pairwise_sum_of_micro_batch_gradients() {
+    let _w =
+        bound("train_trainer::accumulated_gradient_is_the_pairwise_sum_of_micro_batch_gradients");
     let cfg = tiny(3, 5);
     let data = corpus();
     let state = TrainState::initial(&cfg).unwrap();
@@ -84,6 +95,7 @@ fn accumulated_gradient_is_the_pairwise_sum_of_micro_batch_gradients() {
 
 #[test]
 fn resume_from_a_checkpoint_continues_bit_for_bit() {
+    let _w = bound("train_trainer::resume_from_a_checkpoint_continues_bit_for_bit");
     let cfg = tiny(8, 2);
     let data = corpus();
     let mut straight = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
@@ -119,6 +131,7 @@ fn resume_from_a_checkpoint_continues_bit_for_bit() {
 
 #[test]
 fn a_non_finite_loss_stops_with_the_step_and_leaves_the_weights() {
+    let _w = bound("train_trainer::a_non_finite_loss_stops_with_the_step_and_leaves_the_weights");
     let cfg = tiny(5, 1);
     let data = corpus();
     let mut trainer = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
@@ -141,6 +154,7 @@ fn a_non_finite_loss_stops_with_the_step_and_leaves_the_weights() {
 
 #[test]
 fn training_lowers_the_validation_loss() {
+    let _w = bound("train_trainer::training_lowers_the_validation_loss");
     let cfg = tiny(40, 1);
     let data = corpus();
     let mut trainer = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
@@ -216,6 +230,7 @@ fn damaged_checkpoints_are_rejected_with_the_reason() {
 
 #[test]
 fn a_new_checkpoint_replaces_the_old_and_leaves_no_temporary() {
+    let _w = bound("train_trainer::a_new_checkpoint_replaces_the_old_and_leaves_no_temporary");
     let cfg = tiny(4, 1);
     let data = corpus();
     let dir = scratch("replace");
