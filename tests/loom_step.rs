@@ -19,7 +19,9 @@
 //! Release increment is followed by `Event::notify`'s `fence(SeqCst)` with no loom
 //! schedule point in between, and loom joins every SeqCst fence into one global
 //! causality, so the next fence of the reading thread (the leader's `feed` has one)
-//! already orders it; a Relaxed increment there survives this file (TSan's job).
+//! already orders it; a Relaxed increment there survives this file.
+//! `tests/loom_orderings.rs` checks them on a platform with a schedule point before
+//! every fence (`tests/loom_point`).
 //! Must never touch: `tests/common` (used, not changed) or any other protocol's tests.
 
 mod common;

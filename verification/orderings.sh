@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The ordering campaign: every non-Relaxed atomic ordering in src/ has a seeded bug
+# that weakens it (verification/orderings.md has the table and the reasoning). This
+# script applies each bug to a scratch copy of HEAD and runs its killer:
+#   * loom-killed bugs (verification/mutants/catalogue-orderings.tsv, plus the older
+#     ordering bugs of catalogue.tsv listed in REUSED below): through
+#     verification/mutants.sh, which also runs them in the CI campaign;
+#   * TSan-killed bugs (verification/orderings-tsan.tsv, read only here): one TSan build
+#     of tests/tsan_stress.rs per bug, then the binary run CLLM_TSAN_RUNS times (default
+#     5); a bug counts as killed only if every run reports (k/5 printed);
+#   * bugs judged not to be bugs (verification/orderings-judged.tsv: the ordering is
+#     stronger than the protocol needs): with --judged, their listed checks are run and
+#     the bug is expected to survive them (a kill means the judgement is wrong).
+# usage: verification/orderings.sh [--loom] [--tsan] [--judged] [ID ...]
+#   no section flag = --loom --tsan; IDs restrict every section to those bugs.
+# env: CLLM_ORDERINGS_DIR scratch dir (default target/orderings), CLLM_TSAN_RUNS (5).
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRATCH=${CLLM_ORDERINGS_DIR:-$ROOT/target/orderings}
+RUNS=${CLLM_TSAN_RUNS:-5}
+REUSED=(wq-publish-relaxed wq-consume-relaxed event-no-fence pf-publish-relaxed seg-publish-relaxed)
+DO_LOOM=0; DO_TSAN=0; DO_JUDGED=0; ONLY=()
+for a in "$@"; do
+  case $a in
+    --loom) DO_LOOM=1 ;; --tsan) DO_TSAN=1 ;; --judged) DO_JUDGED=1 ;;
+    *) ONLY+=("$a") ;;
+  esac
+done
+[ $DO_LOOM$DO_TSAN$DO_JUDGED = 000 ] && { DO_LOOM=1; DO_TSAN=1; }
+mkdir -p "$SCRATCH/logs"
+selected() { [ ${#ONLY[@]} -eq 0 ] || printf '%s\n' "${ONLY[@]}" | grep -qx "$1"; }
+ids_of() { grep -v -E '^(#|$)' "$1" | cut -f1; }
+status=0
+
+# A fresh copy of HEAD with bug $1 applied, in $SCRATCH/work.
+copy_patched() {
+  rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
+  git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$SCRATCH/work"
+  find "$SCRATCH/work" -type f -exec touch {} +
+  (cd "$SCRATCH/work" && patch -p1 -s <"$ROOT/verification/mutants/$1.patch")
+}
+
+if [ $DO_LOOM = 1 ]; then
+  ids=()
+  for id in "${REUSED[@]}" $(ids_of "$ROOT/verification/mutants/catalogue-orderings.tsv"); do
+    selected "$id" && ids+=("$id")
+  done
+  if [ ${#ids[@]} -gt 0 ]; then
+    echo "== loom-killed ordering bugs (verification/mutants.sh)"
+    CLLM_MUTANT_DIR=$SCRATCH/mut bash "$ROOT/verification/mutants.sh" "${ids[@]}" || status=1
+  fi
+fi
+
+if [ $DO_TSAN = 1 ] && [ -s "$ROOT/verification/orderings-tsan.tsv" ]; then
+  echo "== TSan-killed ordering bugs ($RUNS runs each, one build each)"
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then cargo=(cargo +nightly)
+  else export RUSTC_BOOTSTRAP=1; cargo=(cargo); fi
+  printf '%-36s %-8s %s\n' bug reports description
+  while IFS=$'\t' read -r id checks desc; do
+    case "$id" in ''|'#'*) continue ;; esac
+    selected "$id" || continue
+    log=$SCRATCH/logs/$id.tsan.log
+    if ! copy_patched "$id" >"$log" 2>&1; then
+      printf '%-36s %-8s %s\n' "$id" "NO PATCH" "$desc"; status=1; continue
+    fi
+    bin=$(cd "$SCRATCH/work" && RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
+      CARGO_TARGET_DIR=$SCRATCH/tsan-target "${cargo[@]}" test --target x86_64-unknown-linux-gnu \
+      --test tsan_stress --no-run --message-format=json 2>>"$log" \
+      | grep -o '"executable":"[^"]*tsan_stress[^"]*"' | cut -d'"' -f4 | tail -1)
+    if [ -z "$bin" ]; then
+      printf '%-36s %-8s %s\n' "$id" "NO BUILD" "$desc"; status=1; continue
+    fi
+    k=0
+    for _ in $(seq "$RUNS"); do
+      TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$ROOT/verification/tsan.supp" \
+        timeout 600 "$bin" >>"$log" 2>&1
+      [ $? -ne 0 ] && k=$((k + 1))
+    done
+    printf '%-36s %-8s %s\n' "$id" "$k/$RUNS" "$desc"
+    [ $k -eq "$RUNS" ] || status=1
+  done <"$ROOT/verification/orderings-tsan.tsv"
+fi
+
+if [ $DO_JUDGED = 1 ] && [ -s "$ROOT/verification/orderings-judged.tsv" ]; then
+  echo "== ordering weakenings judged not to be bugs (expected to survive)"
+  printf '%-36s %-22s %s\n' bug result description
+  while IFS=$'\t' read -r id checks desc; do
+    case "$id" in ''|'#'*) continue ;; esac
+    selected "$id" || continue
+    log=$SCRATCH/logs/$id.judged.log
+    if ! copy_patched "$id" >"$log" 2>&1; then
+      printf '%-36s %-22s %s\n' "$id" "NO PATCH" "$desc"; status=1; continue
+    fi
+    result="survives (as judged)"
+    for check in $checks; do
+      target=${check#*:}
+      if ! (cd "$SCRATCH/work" && CARGO_TARGET_DIR=$SCRATCH/mut/target timeout 600 \
+            cargo test -q --test "$target") >>"$log" 2>&1; then
+        result="KILLED by $check"; status=1; break
+      fi
+    done
+    printf '%-36s %-22s %s\n' "$id" "$result" "$desc"
+  done <"$ROOT/verification/orderings-judged.tsv"
+fi
+exit $status
