@@ -546,7 +546,8 @@ fn a_panic_or_error_in_any_later_hook_ends_the_lockfree_run_naming_step_and_work
             };
             for target in targets {
                 let what = format!("{hook:?}, {threads} threads, worker {target:?}");
-                let _w = watchdog::Watchdog::arm(what.clone(), Duration::from_secs(60));
+                // A case takes milliseconds; a hang is reported within 15 s.
+                let _w = watchdog::Watchdog::arm(what.clone(), Duration::from_secs(15));
                 let faults = Arc::new(HookFault::new(hook, target, 2));
                 let out = lockfree_run(threads, 8, &faults);
                 assert!(faults.fired.load(Ordering::SeqCst), "{what}: never fired");
@@ -700,7 +701,8 @@ fn barrier_worker_and_main_thread_faults_end_the_run_naming_step_and_worker() {
         ]);
         for (at, worker, panic) in cases {
             let what = format!("barrier {at} panic={panic}, {threads} threads, worker {worker}");
-            let _w = watchdog::Watchdog::arm(what.clone(), Duration::from_secs(60));
+            // A case takes milliseconds; a hang is reported within 15 s.
+            let _w = watchdog::Watchdog::arm(what.clone(), Duration::from_secs(15));
             let fault = BarrierFault {
                 at,
                 step: 1,
