@@ -8,3 +8,4 @@ gen faults-lockfree-sampler-counts-failed-step src/train/lockfree.rs 's/step_sam
 gen faults-lockfree-refused-worker-context-lost src/train/lockfree.rs 's/if let Some\(h\) = cell\.lock\(\)\.take\(\) \{\n\s*unstarted\.push\(h\.ctx\);\n\s*\}/drop(cell);/'
 gen faults-barrier-worker-panic-dropped src/train/barrier.rs 's/Err\(_\) => Some\(TrainError::WorkerPanicked \{ step, worker \}\),/Err(_) => None,/'
 gen faults-barrier-refused-spawn-panics src/train/barrier.rs 's/std::thread::Builder::new\(\)\n\s*\.name\(format!\("cllm-barrier-\{\}", i \+ 1\)\)\n\s*\.spawn_scoped\(scope, (move \|\| \{.*?\n                \})\);/Ok::<_, std::io::Error>(scope.spawn($1));/s'
+gen faults-barrier-main-panic-escapes src/train/barrier.rs 's/\.unwrap_or\(Err\(TrainError::WorkerPanicked \{ step, worker: 0 \}\)\);/.unwrap_or_else(|payload| std::panic::resume_unwind(payload));/'
