@@ -22,7 +22,7 @@
 //!    has joined.
 //! 2. The slots are reduced in the fixed pairwise tree over `m` ([`GradientSegments`]).
 //! 3. The gradient is the mean over micro-batches (`scale = 1/M`); its L2 norm is
-//!    computed in fixed f64 blocks ([`norm`]); if above `grad_clip`, `scale` shrinks.
+//!    computed in fixed f64 blocks ([`norm`](super::norm)); if above `grad_clip`, `scale` shrinks.
 //! 4. A non-finite loss or gradient norm stops training with an error naming the step
 //!    (before any update, so the weights stay the last finite ones).
 //! 5. AdamW updates every parameter (weight decay on matrices only).

@@ -41,7 +41,7 @@ pub struct TrainConfig {
 /// Everything a step changes; with the [`TrainConfig`] it is a complete checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainState {
-    /// The flat parameter buffer ([`ParamLayout`] order).
+    /// The flat parameter buffer ([`ParamLayout`](crate::model::ParamLayout) order).
     pub params: Vec<f32>,
     /// AdamW moments and update count.
     pub opt: AdamState,
