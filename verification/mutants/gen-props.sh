@@ -12,3 +12,10 @@ gen props-update-count-per-run src/train/lockfree.rs 's/state\.opt\.t \+= done;/
 # The barrier run names its gradient slots' step by the training step instead of the
 # slots' own count: a trainer restored at step k > 0 waits forever for k earlier steps.
 gen props-barrier-slot-step-from-state src/train/barrier.rs 's/\*g = \(r\.segments\.completed_steps\(\), step\);/*g = (step as usize, step);/'
+# The barrier run takes the training step from its gradient slots' own step count (equal
+# for a trainer that started at step 0, not for one restored at step k > 0: wrong step
+# numbers and learning rates after a resume).
+gen props-barrier-step-from-slot-count src/train/barrier.rs 's/let step = state\.step \+ done;/let step = r.segments.completed_steps() as u64;/'
+# `Trainer::step` names its gradient slots' step by the training step: a trainer restored
+# at step k > 0 waits forever for k earlier steps (the watchdogs turn that into exit 124).
+gen props-step-slot-step-from-state src/train/trainer.rs 's/let seg_step = self\.segments\.completed_steps\(\);/let seg_step = self.state.step as usize;/'
