@@ -262,10 +262,12 @@ fn event_ring(threads: usize, rounds: usize) {
     let event = Event::<Std>::new();
     let turn = AtomicUsize::new(0);
     let baton = Baton(core::cell::UnsafeCell::new(0));
+    // Every thread is joined explicitly: a scoped thread whose handle is dropped
+    // unjoined frees its result packet after a fence TSan does not model.
     std::thread::scope(|s| {
-        for me in 0..threads {
+        let ring = |me: usize| {
             let (event, turn, baton) = (&event, &turn, &baton);
-            s.spawn(move || {
+            move || {
                 for round in 0..rounds {
                     let mine = round * threads + me;
                     // Acquire: pairs with the previous holder's Release increment.
@@ -278,7 +280,11 @@ fn event_ring(threads: usize, rounds: usize) {
                     turn.fetch_add(1, Ordering::Release);
                     event.notify();
                 }
-            });
+            }
+        };
+        let handles: Vec<_> = (0..threads).map(|me| s.spawn(ring(me))).collect();
+        for h in handles {
+            h.join().expect("ring thread");
         }
     });
     assert_eq!(
