@@ -113,6 +113,68 @@ fn step_counters_order_what_they_count() {
     });
 }
 
+/// Three participants (the leader and two workers), two steps: every (step, part) is
+/// updated exactly once, and any job of step 1 that reads a weight part before its
+/// step-0 update is ordered after it is a causality report. This is the smallest
+/// model in which the leader's Acquire on `updated` could matter (the popper of a
+/// step-1 job is neither the leader nor the updater), yet it does not kill a Relaxed
+/// load there: `feed` stores `fed` after its first push's `notify` fence, which
+/// acquires the updates the Relaxed load saw, so a worker that waits for `fed` is
+/// ordered. Only a late worker that pops step 1's job before `fed` is stored is not,
+/// and that schedule needs three preemptions (`verification/orderings.md`). Preemption
+/// bound 1 (`LOOM_MAX_PREEMPTIONS` overrides): at 2 the model exceeds loom's default
+/// branch limit.
+#[test]
+fn step_leader_acquires_updates_before_a_third_participant_reads_them() {
+    const N_PARTS: usize = 2;
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(
+        std::env::var("LOOM_MAX_PREEMPTIONS")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1),
+    );
+    builder.check(|| {
+        let len = N_PARTS * PART_ALIGN;
+        let protocol = Arc::new(
+            StepProtocol::<Payload, LoomPoint>::new(
+                2,
+                N_PARTS,
+                initial_weights(len),
+                vec![vec![0.0; len]],
+            )
+            .unwrap(),
+        );
+        let workers: Vec<_> = (1..3)
+            .map(|w| {
+                let protocol = protocol.clone();
+                thread::spawn(move || {
+                    let mut hooks = Hooks::default();
+                    let mut stats = WorkerStats::default();
+                    protocol.work(w, &mut hooks, &mut stats).unwrap();
+                    hooks.updates
+                })
+            })
+            .collect();
+        let mut hooks = Hooks::default();
+        let mut stats = WorkerStats::default();
+        for step in 0..2 {
+            protocol
+                .feed(step, (0..2).map(|slot| Payload { step, slot }))
+                .unwrap();
+            protocol.lead(step, &mut hooks, &mut stats).unwrap();
+        }
+        protocol.stop();
+        let mut updates = hooks.updates;
+        for w in workers {
+            updates.extend(w.join().unwrap());
+        }
+        updates.sort_unstable();
+        assert_eq!(updates, vec![(0, 0), (0, 1), (1, 0), (1, 1)]);
+    });
+}
+
 // ---- the team ----------------------------------------------------------------------
 
 /// One loom-tracked result cell per part.

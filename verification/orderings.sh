@@ -13,11 +13,14 @@
 #     the bug is expected to survive them (a kill means the judgement is wrong).
 # usage: verification/orderings.sh [--loom] [--tsan] [--judged] [ID ...]
 #   no section flag = --loom --tsan; IDs restrict every section to those bugs.
-# env: CLLM_ORDERINGS_DIR scratch dir (default target/orderings), CLLM_TSAN_RUNS (5).
+# env: CLLM_ORDERINGS_DIR scratch dir (default target/orderings), CLLM_TSAN_RUNS (5),
+#      CLLM_TSAN_TARGET cargo target dir of the TSan builds (default CLLM_ORDERINGS_DIR/tsan-target;
+#      pointing it at target/tsan reuses verification/tsan.sh's instrumented dependencies).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=${CLLM_ORDERINGS_DIR:-$ROOT/target/orderings}
 RUNS=${CLLM_TSAN_RUNS:-5}
+TSAN_TARGET=${CLLM_TSAN_TARGET:-$SCRATCH/tsan-target}
 REUSED=(wq-publish-relaxed wq-consume-relaxed event-no-fence pf-publish-relaxed seg-publish-relaxed)
 DO_LOOM=0; DO_TSAN=0; DO_JUDGED=0; ONLY=()
 for a in "$@"; do
@@ -64,7 +67,7 @@ if [ $DO_TSAN = 1 ] && [ -s "$ROOT/verification/orderings-tsan.tsv" ]; then
       printf '%-36s %-8s %s\n' "$id" "NO PATCH" "$desc"; status=1; continue
     fi
     bin=$(cd "$SCRATCH/work" && RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
-      CARGO_TARGET_DIR=$SCRATCH/tsan-target "${cargo[@]}" test --target x86_64-unknown-linux-gnu \
+      CARGO_TARGET_DIR=$TSAN_TARGET "${cargo[@]}" test --target x86_64-unknown-linux-gnu \
       --test tsan_stress --no-run --message-format=json 2>>"$log" \
       | grep -o '"executable":"[^"]*tsan_stress[^"]*"' | cut -d'"' -f4 | tail -1)
     if [ -z "$bin" ]; then
