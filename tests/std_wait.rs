@@ -105,24 +105,36 @@ fn broadcast_wakes_every_waiter_every_generation() {
     });
 }
 
-/// The notify lands at a varying moment while the waiter enters its wait (both start
-/// each round together from a spin barrier; the notifier first spins a round-dependent
-/// few hints): sooner or later it falls between the waiter's last condition check and
-/// its sleep, where only the wait cell's lock keeps the wake-up from being lost.
+/// The notify lands at a varying moment while the waiter enters its wait: both start
+/// each round together from a spin barrier, then each spins a round-dependent few
+/// hints (the notifier a different few), so sooner or later the notify falls between
+/// the waiter's last condition check and its sleep, where only the wait cell's lock
+/// keeps the wake-up from being lost.
 #[test]
 fn notify_racing_a_waiter_entering_its_wait() {
     let _w = watchdog::Watchdog::arm("std_wait racing notify", Duration::from_secs(60));
-    const ROUNDS: usize = 50_000;
+    const ROUNDS: usize = 100_000;
     let event = Event::<Std>::new();
     let flag = AtomicUsize::new(0);
     let start = AtomicUsize::new(0);
-    // Both threads arrive at round `r`'s start (rounds count from 1, 2 arrivals each).
+    // Both threads arrive at round `r`'s start (rounds count from 1, 2 arrivals each);
+    // spin without yielding for a while, so that two running threads leave together.
     let barrier = |r: usize| {
         start.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
         // Acquire: pairs with the other thread's AcqRel arrival.
         while start.load(Ordering::Acquire) < 2 * r {
+            spins += 1;
+            if spins % 4096 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    };
+    let delay = |n: usize| {
+        for _ in 0..n {
             std::hint::spin_loop();
-            std::thread::yield_now();
         }
     };
     std::thread::scope(|s| {
@@ -130,6 +142,7 @@ fn notify_racing_a_waiter_entering_its_wait() {
         s.spawn(move || {
             for r in 1..=ROUNDS {
                 barrier(r);
+                delay((r * 13) % 31);
                 // Acquire: pairs with the notifier's Release store.
                 event.wait_until(|| flag.load(Ordering::Acquire) >= r);
                 assert!(flag.load(Ordering::Acquire) >= r, "woke before round {r}");
@@ -137,9 +150,7 @@ fn notify_racing_a_waiter_entering_its_wait() {
         });
         for r in 1..=ROUNDS {
             barrier(r);
-            for _ in 0..(r * 7) % 64 {
-                std::hint::spin_loop();
-            }
+            delay((r * 37) % 97);
             // Release: pairs with the waiter's Acquire.
             flag.store(r, Ordering::Release);
             event.notify();
