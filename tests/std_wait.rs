@@ -125,7 +125,7 @@ fn notify_racing_a_waiter_entering_its_wait() {
         // Acquire: pairs with the other thread's AcqRel arrival.
         while start.load(Ordering::Acquire) < 2 * r {
             spins += 1;
-            if spins % 4096 == 0 {
+            if spins.is_multiple_of(4096) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
