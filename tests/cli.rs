@@ -54,6 +54,13 @@ fn help_explains_every_command() {
             "{flag} missing from train --help:\n{text}"
         );
     }
+    // A resume keeps the run's cadence unless a flag is given again: --help says so.
+    for needle in ["or the resumed run's", "given on this command line wins"] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from train --help:\n{text}"
+        );
+    }
     // --isa is explained wherever it is accepted: the paths, the guarantee, the env.
     for command in ["train", "bench", "eval", "sample"] {
         let out = cllm(&[command, "--help"]);

@@ -44,6 +44,8 @@ run_check() {
         bash verification/fuzz.sh "$FUZZ_SECONDS") >"$log" 2>&1 ;;
     tsan)
       (cd "$SCRATCH/work" && timeout "$TIMEOUT" bash verification/tsan.sh) >"$log" 2>&1 ;;
+    lsan)
+      (cd "$SCRATCH/work" && CLLM_LSAN_TARGET_DIR=$SCRATCH/lsan timeout "$TIMEOUT" bash verification/lsan.sh) >"$log" 2>&1 ;;
     *) echo "unknown check $check" >"$log"; return 0 ;;
   esac
 }

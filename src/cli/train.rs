@@ -266,13 +266,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.threads
         );
     }
-    for (flag, value) in [
-        ("--eval-every", args.eval_every.map(|v| v as usize)),
-        ("--eval-windows", args.eval_windows),
-    ] {
-        if value == Some(0) {
-            bail!("{flag} must be at least 1");
-        }
+    // Checked again once a resumed run's saved values are known; here so that a bad
+    // flag fails before the corpus is loaded.
+    if args.eval_every == Some(0) {
+        bail!("--eval-every must be at least 1");
+    }
+    if args.eval_windows == Some(0) {
+        bail!("--eval-windows must be at least 1");
     }
     // Before any kernel runs: every step of this process uses the path.
     let (isa, isa_source) = select_isa(args.isa.isa.as_deref())?;
