@@ -57,20 +57,20 @@ fn token_ring(threads: usize, rounds: usize) {
 
 #[test]
 fn token_ring_of_two_threads() {
-    let _w = watchdog::Watchdog::arm("std_wait token ring of 2", Duration::from_secs(60));
+    let _w = watchdog::Watchdog::arm("std_wait token ring of 2", Duration::from_secs(30));
     token_ring(2, 100_000);
 }
 
 #[test]
 fn token_ring_of_four_threads() {
-    let _w = watchdog::Watchdog::arm("std_wait token ring of 4", Duration::from_secs(60));
+    let _w = watchdog::Watchdog::arm("std_wait token ring of 4", Duration::from_secs(30));
     token_ring(4, 20_000);
 }
 
 /// One opener, `waiters` threads waiting for each of `generations` generations.
 #[test]
 fn broadcast_wakes_every_waiter_every_generation() {
-    let _w = watchdog::Watchdog::arm("std_wait broadcast", Duration::from_secs(60));
+    let _w = watchdog::Watchdog::arm("std_wait broadcast", Duration::from_secs(30));
     const WAITERS: usize = 3;
     const GENERATIONS: usize = 20_000;
     let open = Event::<Std>::new();
@@ -112,7 +112,7 @@ fn broadcast_wakes_every_waiter_every_generation() {
 /// keeps the wake-up from being lost.
 #[test]
 fn notify_racing_a_waiter_entering_its_wait() {
-    let _w = watchdog::Watchdog::arm("std_wait racing notify", Duration::from_secs(60));
+    let _w = watchdog::Watchdog::arm("std_wait racing notify", Duration::from_secs(30));
     const ROUNDS: usize = 100_000;
     let event = Event::<Std>::new();
     let flag = AtomicUsize::new(0);
@@ -183,14 +183,14 @@ fn step_runs(fault: Fault, runs: usize) -> (usize, usize, usize) {
 
 #[test]
 fn step_protocol_on_std_equals_the_reference() {
-    let _w = watchdog::Watchdog::arm("std_wait step protocol", Duration::from_secs(60));
+    let _w = watchdog::Watchdog::arm("std_wait step protocol", Duration::from_secs(30));
     let (completed, _, _) = step_runs(Fault::None, 300);
     assert_eq!(completed, 300);
 }
 
 #[test]
 fn step_protocol_on_std_survives_a_fault_in_every_hook() {
-    let _w = watchdog::Watchdog::arm("std_wait step faults", Duration::from_secs(120));
+    let _w = watchdog::Watchdog::arm("std_wait step faults", Duration::from_secs(60));
     for fault in [
         Fault::ComputePanic { step: 1, slot: 2 },
         Fault::ComputeErr { step: 2, slot: 0 },
