@@ -780,7 +780,7 @@ fn resume_keeps_the_runs_cadence_unless_overridden() {
     let ckpt = cllm::train::checkpoint::load(&run).unwrap();
     let k = ckpt.training.unwrap().1.step;
     assert!(
-        k >= 8 && k % 2 == 0,
+        k >= 8 && k.is_multiple_of(2),
         "latest checkpoint after the crash: step {k}"
     );
     assert_eq!(saved_settings(&run), original);
@@ -808,7 +808,7 @@ fn resume_keeps_the_runs_cadence_unless_overridden() {
     assert_eq!(saved_settings(&run), want);
     let evals: Vec<u64> = eval_steps(&run).into_iter().filter(|&s| s > k).collect();
     let expect: Vec<u64> = (k + 1..=k + 7)
-        .filter(|s| s % 5 == 0 || *s == k + 7)
+        .filter(|s| s.is_multiple_of(5) || *s == k + 7)
         .collect();
     assert_eq!(evals, expect, "evaluations after step {k}");
     let steps: Vec<u64> = logged_losses(&run).iter().map(|(s, _)| *s).collect();

@@ -139,7 +139,10 @@ fn a_run_killed_before_its_first_checkpoint_can_start_over() {
     std::fs::write(dir.join(".latest.tmp-123"), b"step-0000").unwrap();
     assert_eq!(check_out_dir(&dir).unwrap(), OutDir::Fresh);
     std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
-    assert!(check_out_dir(&dir).is_err(), "a foreign file is never overwritten");
+    assert!(
+        check_out_dir(&dir).is_err(),
+        "a foreign file is never overwritten"
+    );
     std::fs::write(dir.join("latest"), b"step-00000001\n").unwrap();
     assert_eq!(check_out_dir(&dir).unwrap(), OutDir::Cllm);
     let _ = std::fs::remove_dir_all(&dir);
