@@ -58,6 +58,28 @@ if [ $DO_TSAN = 1 ] && [ -s "$ROOT/verification/orderings-tsan.tsv" ]; then
   echo "== TSan-killed ordering bugs ($RUNS runs each, one build each)"
   if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then cargo=(cargo +nightly)
   else export RUSTC_BOOTSTRAP=1; cargo=(cargo); fi
+  # tsan_build: build tests/tsan_stress.rs in $SCRATCH/work under TSan; print the binary.
+  tsan_build() {
+    (cd "$SCRATCH/work" && RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
+      CARGO_TARGET_DIR=$TSAN_TARGET "${cargo[@]}" test --target x86_64-unknown-linux-gnu \
+      --test tsan_stress --no-run --message-format=json 2>>"$1" \
+      | grep -o '"executable":"[^"]*tsan_stress[^"]*"' | cut -d'"' -f4 | tail -1)
+  }
+  tsan_run() {
+    TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$ROOT/verification/tsan.supp" \
+      timeout 600 "$1" >>"$2" 2>&1
+  }
+  # Baseline: the unmutated binary must run clean, or a report would mean nothing.
+  log=$SCRATCH/logs/baseline.tsan.log
+  rm -rf "$SCRATCH/work"; mkdir -p "$SCRATCH/work"
+  git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$SCRATCH/work"
+  find "$SCRATCH/work" -type f -exec touch {} +
+  bin=$(tsan_build "$log")
+  if [ -z "$bin" ] || ! tsan_run "$bin" "$log"; then
+    echo "TSan baseline: the unmutated tsan_stress does not run clean (see $log); TSan kills not counted"
+    exit 2
+  fi
+  echo "TSan baseline: the unmutated tsan_stress runs clean"
   printf '%-36s %-8s %s\n' bug reports description
   while IFS=$'\t' read -r id checks desc; do
     case "$id" in ''|'#'*) continue ;; esac
@@ -66,18 +88,13 @@ if [ $DO_TSAN = 1 ] && [ -s "$ROOT/verification/orderings-tsan.tsv" ]; then
     if ! copy_patched "$id" >"$log" 2>&1; then
       printf '%-36s %-8s %s\n' "$id" "NO PATCH" "$desc"; status=1; continue
     fi
-    bin=$(cd "$SCRATCH/work" && RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
-      CARGO_TARGET_DIR=$TSAN_TARGET "${cargo[@]}" test --target x86_64-unknown-linux-gnu \
-      --test tsan_stress --no-run --message-format=json 2>>"$log" \
-      | grep -o '"executable":"[^"]*tsan_stress[^"]*"' | cut -d'"' -f4 | tail -1)
+    bin=$(tsan_build "$log")
     if [ -z "$bin" ]; then
       printf '%-36s %-8s %s\n' "$id" "NO BUILD" "$desc"; status=1; continue
     fi
     k=0
     for _ in $(seq "$RUNS"); do
-      TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$ROOT/verification/tsan.supp" \
-        timeout 600 "$bin" >>"$log" 2>&1
-      [ $? -ne 0 ] && k=$((k + 1))
+      tsan_run "$bin" "$log" || k=$((k + 1))
     done
     printf '%-36s %-8s %s\n' "$id" "$k/$RUNS" "$desc"
     [ $k -eq "$RUNS" ] || status=1
