@@ -77,7 +77,25 @@ fn main() {
             eprintln!("{i}");
             std::process::exit(130);
         }
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", one_line(&err));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, outermost first. A cause whose text already
+/// ends the line is skipped: many library errors print their source in their own
+/// message, and repeating it would double the line's tail.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

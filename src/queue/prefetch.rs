@@ -340,3 +340,41 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "non-string panic payload".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Iterating yields every item in order, then the producer's error once, then
+    /// nothing: the same sequence `recv` gives, as `Option<Result<..>>`.
+    #[test]
+    fn iteration_yields_the_items_then_the_error_then_ends() {
+        let q = PrefetchQueue::<u32, &'static str, Std>::spawn(2, |p| {
+            for i in 0..5 {
+                if p.send(i).is_err() {
+                    return Ok(());
+                }
+            }
+            Err("corpus ended")
+        })
+        .expect("the producer thread starts");
+        let got: Vec<Result<u32, String>> = q.map(|r| r.map_err(|e| e.to_string())).collect();
+        let mut want: Vec<Result<u32, String>> = (0..5).map(Ok).collect();
+        want.push(Err(
+            PrefetchError::<&str>::Producer("corpus ended").to_string()
+        ));
+        assert_eq!(got, want);
+    }
+
+    /// A producer that returns `Ok` ends the iteration after its last item.
+    #[test]
+    fn iteration_ends_after_a_finished_producer() {
+        let q = PrefetchQueue::<u32, (), Std>::spawn(1, |p| {
+            let _ = p.send(7);
+            Ok(())
+        })
+        .expect("the producer thread starts");
+        let got: Vec<u32> = q.map(|r| r.expect("no error")).collect();
+        assert_eq!(got, vec![7]);
+    }
+}
