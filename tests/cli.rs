@@ -12,7 +12,12 @@ use std::time::Duration;
 #[path = "watchdog/mod.rs"]
 mod watchdog;
 
+/// Longest any one `cllm` invocation of these tests may take (the slowest trains 100
+/// steps; a hang in the binary fails the test here instead of stalling CI).
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+
 fn cllm(args: &[&str]) -> std::process::Output {
+    let _w = watchdog::Watchdog::arm(format!("cllm {}", args.join(" ")), RUN_LIMIT);
     Command::new(env!("CARGO_BIN_EXE_cllm"))
         .args(args)
         .output()
@@ -21,6 +26,7 @@ fn cllm(args: &[&str]) -> std::process::Output {
 
 /// As [`cllm`], with `CLLM_ISA` removed from the inherited environment and `env` set.
 fn cllm_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let _w = watchdog::Watchdog::arm(format!("cllm {}", args.join(" ")), RUN_LIMIT);
     Command::new(env!("CARGO_BIN_EXE_cllm"))
         .args(args)
         .env_remove(Isa::ENV)
@@ -497,6 +503,10 @@ fn bench_compares_isa_paths() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_checkpoints_and_resume_continues_bit_for_bit() {
+    let _w = watchdog::Watchdog::arm(
+        "ctrl_c_checkpoints_and_resume_continues_bit_for_bit",
+        RUN_LIMIT,
+    );
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let dir = scratch("ctrlc");
@@ -895,6 +905,10 @@ fn resume_logs_each_step_once_after_a_crash() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_refused_thread_is_one_line_and_leaves_no_output() {
+    let _w = watchdog::Watchdog::arm(
+        "a_refused_thread_is_one_line_and_leaves_no_output",
+        RUN_LIMIT,
+    );
     let dir = scratch("nothreads");
     let out = dir.join("out");
     let script = format!(

@@ -4,6 +4,10 @@
 //! `cllm::isa::active()`. A child process is used because the choice is process-wide.
 //! Must never touch: anything but `cllm::isa`.
 
+#[path = "watchdog/mod.rs"]
+mod watchdog;
+use std::time::Duration;
+
 use cllm::isa::{self, Isa};
 use std::process::Command;
 
@@ -18,6 +22,10 @@ fn report_active_isa() {
 
 /// What a child with `CLLM_ISA=value` reports.
 fn child_reports(value: &str) -> String {
+    let _w = watchdog::Watchdog::arm(
+        format!("child with CLLM_ISA={value}"),
+        Duration::from_secs(300),
+    );
     let out = Command::new(std::env::current_exe().expect("own path"))
         .args([
             "--exact",

@@ -14,8 +14,7 @@
 
 mod common;
 
-#[path = "watchdog/mod.rs"]
-mod watchdog;
+use common::watchdog;
 
 /// Bound one shuttle test: 300 s per 1,000 iterations of each scheduler
 /// (`CLLM_SHUTTLE_ITERS`), over ten times the measured time on a loaded 2-core

@@ -18,8 +18,7 @@
 //! Must never touch: `tests/common`, `tests/step_toy` or `tests/step_faults` beyond
 //! using them, or any other protocol's tests.
 
-#[path = "watchdog/mod.rs"]
-mod watchdog;
+use common::watchdog;
 
 mod common;
 mod step_faults;

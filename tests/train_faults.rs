@@ -13,6 +13,10 @@ use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{Scheduler, TrainConfig, TrainError, TrainState, Trainer};
 use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "watchdog/mod.rs"]
+mod watchdog;
 
 fn config(lr: f32) -> TrainConfig {
     TrainConfig {
@@ -50,6 +54,10 @@ fn tokens() -> Vec<u32> {
 
 #[test]
 fn a_failing_worker_names_step_and_worker_and_poisons_the_trainer() {
+    let _w = watchdog::Watchdog::arm(
+        "a_failing_worker_names_step_and_worker_and_poisons_the_trainer",
+        Duration::from_secs(120),
+    );
     let cfg = config(1e-3);
     // Every token is out of range, so whichever worker takes a micro-batch fails.
     let bad: Arc<[u32]> = vec![300u32; 1_000].into();
@@ -99,6 +107,10 @@ fn a_failing_worker_names_step_and_worker_and_poisons_the_trainer() {
 
 #[test]
 fn a_diverging_run_stops_at_the_reference_step_with_the_same_error() {
+    let _w = watchdog::Watchdog::arm(
+        "a_diverging_run_stops_at_the_reference_step_with_the_same_error",
+        Duration::from_secs(120),
+    );
     let cfg = config(1e6);
     let data = tokens();
     let mut reference = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();
@@ -124,6 +136,10 @@ fn a_diverging_run_stops_at_the_reference_step_with_the_same_error() {
 /// thread count; the trainer keeps the state after the last step and trains on.
 #[test]
 fn a_panicking_callback_unwinds_out_of_run_without_a_hang() {
+    let _w = watchdog::Watchdog::arm(
+        "a_panicking_callback_unwinds_out_of_run_without_a_hang",
+        Duration::from_secs(120),
+    );
     let cfg = config(1e-3);
     let good: Arc<[u32]> = tokens().into();
     for scheduler in [Scheduler::LockFree, Scheduler::Barrier] {

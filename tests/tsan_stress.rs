@@ -8,6 +8,8 @@
 //! and parking), and the step protocol on `Std` with a panic or error in a hook
 //! (`tests/step_faults`). Prints `N passed, 0 failed`; exits 1 on failure.
 
+use common::watchdog;
+
 mod common;
 mod step_faults;
 mod step_toy;
@@ -317,6 +319,8 @@ fn step_faults_on_std(fault: step_faults::Fault, runs: usize) {
 type Scenario = (&'static str, Box<dyn Fn()>);
 
 fn main() {
+    // Every scenario together takes about a minute under TSan; a hang fails here.
+    let _w = watchdog::Watchdog::arm("tsan_stress", std::time::Duration::from_secs(1800));
     let scenarios: Vec<Scenario> = vec![
         (
             "work queue 2P2C cap 1",

@@ -5,6 +5,9 @@
 //! Must never be used by production code (this directory is not part of the library).
 #![allow(dead_code)]
 
+#[path = "../watchdog/mod.rs"]
+pub mod watchdog;
+
 use cllm::sync::{AtomicFlag, AtomicWord, Join, Ordering, Platform, Std, SyncCell, WaitCell};
 
 /// Implements the seam for one model checker whose API mirrors std's
@@ -154,6 +157,7 @@ checker_platform!(Shuttle, shuttle, ShuttleUsize, ShuttleBool, ShuttleWait, Shut
 /// Run `f` under loom, exhaustively within a preemption bound (default 2;
 /// `LOOM_MAX_PREEMPTIONS` overrides it when set and non-empty).
 pub fn loom_model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let _w = bound(std::time::Duration::from_secs(900));
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(
         std::env::var("LOOM_MAX_PREEMPTIONS")
@@ -163,6 +167,16 @@ pub fn loom_model<F: Fn() + Sync + Send + 'static>(f: F) {
             .unwrap_or(2),
     );
     builder.check(f);
+}
+
+/// A watchdog over the calling test (libtest names its thread after the test): a model
+/// check that stops making progress fails with the test named instead of stalling CI.
+fn bound(limit: std::time::Duration) -> watchdog::Watchdog {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a model-checked test")
+        .to_owned();
+    watchdog::Watchdog::arm(name, limit)
 }
 
 /// Iterations per shuttle scheduler (`CLLM_SHUTTLE_ITERS` overrides; default 1000).
@@ -179,6 +193,9 @@ pub fn shuttle_check<F: Fn() + Send + Sync + 'static>(f: F) {
     use shuttle::scheduler::{PctScheduler, RandomScheduler};
     let f = std::sync::Arc::new(f);
     let iterations = shuttle_iterations();
+    // Shuttle reports a deadlock itself; this bounds a livelock (300 s per 1,000 iterations).
+    let _w =
+        bound(std::time::Duration::from_secs(300).mul_f64(iterations.max(1000) as f64 / 1000.0));
     let mut config = shuttle::Config::new();
     config.stack_size = 1 << 20;
     let g = std::sync::Arc::clone(&f);
