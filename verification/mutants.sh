@@ -10,6 +10,9 @@
 # env: CLLM_MUTANT_DIR   scratch directory (default: target/mutants under the repo)
 #      CLLM_MUTANT_TIMEOUT  seconds per check before it counts as a hang (default 600; the first TSan build alone takes minutes)
 #      CLLM_FUZZ_SECONDS    seconds per fuzz check (default 60)
+#      CLLM_MUTANT_TARGET_DIR, CLLM_MUTANT_LSAN_DIR  build directories (default under the scratch
+#                           directory; CI points them at its own, so dependencies are not rebuilt:
+#                           the scratch copy's cllm gets artifacts of its own, its path differs)
 #      CLLM_MUTANT_BASELINE=skip  do not re-run the checks on the unmutated copy (only after
 #                           the full suite passed on the same committed tree, as in CI)
 set -uo pipefail
@@ -26,7 +29,7 @@ ONLY=("$@")
 mkdir -p "$SCRATCH"
 LOG=$SCRATCH/logs
 mkdir -p "$LOG"
-export CARGO_TARGET_DIR=$SCRATCH/target   # shared by all mutants: only cllm rebuilds
+export CARGO_TARGET_DIR=${CLLM_MUTANT_TARGET_DIR:-$SCRATCH/target}   # shared by all mutants: only cllm rebuilds
 export CARGO_TERM_COLOR=never
 unset LOOM_MAX_PREEMPTIONS
 
@@ -47,7 +50,7 @@ run_check() {
     tsan)
       (cd "$SCRATCH/work" && timeout "$TIMEOUT" bash verification/tsan.sh) >"$log" 2>&1 ;;
     lsan)
-      (cd "$SCRATCH/work" && CLLM_LSAN_TARGET_DIR=$SCRATCH/lsan timeout "$TIMEOUT" bash verification/lsan.sh) >"$log" 2>&1 ;;
+      (cd "$SCRATCH/work" && CLLM_LSAN_TARGET_DIR=${CLLM_MUTANT_LSAN_DIR:-$SCRATCH/lsan} timeout "$TIMEOUT" bash verification/lsan.sh) >"$log" 2>&1 ;;
     *) echo "unknown check $check" >"$log"; return 0 ;;
   esac
 }
