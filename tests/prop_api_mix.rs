@@ -20,15 +20,16 @@
 //! Must never touch the library's internals: only its public API is used.
 //! `CLLM_PROP_API_MIX_CASES=N` runs N cases instead of the default.
 
+mod bitwise;
 #[path = "watchdog/mod.rs"]
 mod watchdog;
 
-use cllm::data::{symbol_index, MarkovSource};
+use bitwise::{bits, stat_bits, tokens, StatBits};
 use cllm::model::GptConfig;
 use cllm::train::checkpoint;
 use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
-use cllm::train::trainer::{Scheduler, StepStats, TrainConfig, TrainState, Trainer};
+use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::path::PathBuf;
@@ -124,40 +125,6 @@ fn case() -> impl Strategy<Value = Case> {
                 ops,
             }
         },
-    )
-}
-
-/// A deterministic token stream below `vocab` (Markov text symbols modulo `vocab`).
-fn tokens(seed: u64, len: usize, vocab: usize) -> Arc<[u32]> {
-    let source = MarkovSource::new(seed, 1, 0.5).unwrap();
-    source
-        .generate(len, seed)
-        .into_iter()
-        .map(|b| (symbol_index(b).unwrap() % vocab) as u32)
-        .collect()
-}
-
-fn bits(xs: &[f32]) -> Vec<u32> {
-    xs.iter().map(|x| x.to_bits()).collect()
-}
-
-/// Every field of a step's stats, as bits (a new field must be added here).
-type StatBits = (u64, u32, u64, u32, usize);
-
-fn stat_bits(s: &StepStats) -> StatBits {
-    let StepStats {
-        step,
-        loss,
-        grad_norm,
-        lr,
-        tokens,
-    } = *s;
-    (
-        step,
-        loss.to_bits(),
-        grad_norm.to_bits(),
-        lr.to_bits(),
-        tokens,
     )
 }
 

@@ -26,11 +26,13 @@
 //!
 //! `CLLM_PROP_THREADED_CASES=N` runs N cases instead of the default.
 
+mod bitwise;
 mod gpt2_reference;
 #[path = "watchdog/mod.rs"]
 mod watchdog;
 
-use cllm::data::{symbol_index, MarkovSource, Sampler, SamplerState};
+use bitwise::{bits, stat_bits, tokens, StatBits};
+use cllm::data::{Sampler, SamplerState};
 use cllm::model::{GptConfig, ParamLayout};
 use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
@@ -106,43 +108,6 @@ fn case() -> impl Strategy<Value = Case> {
                 data_len: seq + 1 + data.1,
             }
         },
-    )
-}
-
-/// A deterministic token stream below `vocab`: an order-1 Markov text's symbols
-/// (28 of them) reduced modulo `vocab`.
-fn tokens(seed: u64, len: usize, vocab: usize) -> Arc<[u32]> {
-    let source = MarkovSource::new(seed, 1, 0.5).unwrap();
-    source
-        .generate(len, seed)
-        .into_iter()
-        .map(|b| (symbol_index(b).unwrap() % vocab) as u32)
-        .collect()
-}
-
-fn bits(xs: &[f32]) -> Vec<u32> {
-    xs.iter().map(|x| x.to_bits()).collect()
-}
-
-/// What a step reports, as bits: (step, loss, gradient norm, learning rate, tokens).
-type StatBits = (u64, u32, u64, u32, usize);
-
-/// Every field of `StepStats` (destructured without `..`, so a new field does not
-/// compile until it is compared here too).
-fn stat_bits(s: &StepStats) -> StatBits {
-    let StepStats {
-        step,
-        loss,
-        grad_norm,
-        lr,
-        tokens,
-    } = *s;
-    (
-        step,
-        loss.to_bits(),
-        grad_norm.to_bits(),
-        lr.to_bits(),
-        tokens,
     )
 }
 
