@@ -12,8 +12,11 @@
 //!   chosen at run time; every path gives the same bits.
 //! * [`train`]: optimizer, schedules, checkpoints, the single-threaded reference step
 //!   and the two schedulers that compose the protocols with the model.
+//! * [`dist`]: data-parallel training across ranks (MPI processes, or threads in tests)
+//!   with the same bits as one process.
 
 pub mod data;
+pub mod dist;
 pub mod isa;
 pub mod model;
 pub mod queue;
