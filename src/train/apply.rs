@@ -6,7 +6,7 @@
 //! touch an atomic or know which scheduler calls it.
 
 use crate::train::norm;
-use crate::train::optim::{update_range, AdamState};
+use crate::train::optim::{update_range, AdamState, StepScalars};
 use crate::train::types::{StepStats, TrainConfig, TrainError};
 use core::ops::Range;
 
@@ -22,25 +22,9 @@ pub fn apply_update(
     losses: &[f32],
     step: u64,
 ) -> Result<StepStats, TrainError> {
-    let m = cfg.micro_batches;
-    let loss = (losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
-    let non_finite = |what, value: f64| TrainError::NonFinite {
-        step,
-        what,
-        value,
-        last_good: step,
-    };
-    if !loss.is_finite() {
-        return Err(non_finite("loss", loss as f64));
-    }
-    let mean_scale = 1.0 / m as f32;
+    let mean_scale = 1.0 / cfg.micro_batches as f32;
     let grad_norm = norm::grad_norm(grad, mean_scale);
-    if !grad_norm.is_finite() {
-        return Err(non_finite("gradient norm", grad_norm));
-    }
-    let scale = clip_scale(mean_scale, grad_norm, cfg.grad_clip);
-    let lr = cfg.schedule.lr(step);
-    let s = opt.next_scalars(&cfg.adamw, lr, scale);
+    let (stats, s) = decide(cfg, losses, grad_norm, step, opt.t)?;
     let n = params.len();
     update_range(
         &cfg.adamw,
@@ -53,13 +37,47 @@ pub fn apply_update(
         &mut opt.v,
     );
     opt.t += 1;
-    Ok(StepStats {
+    Ok(stats)
+}
+
+/// The step decision, a pure function of every micro-batch loss (`losses`, in
+/// micro-batch order) and the mean gradient's norm: the mean loss (summed in order in
+/// f64), the non-finite checks (an error names the step; the caller must not update),
+/// the learning rate, the clip factor and the scalars of AdamW update number `t + 1`.
+/// Every process of a data-parallel run evaluates it on the same inputs.
+pub fn decide(
+    cfg: &TrainConfig,
+    losses: &[f32],
+    grad_norm: f64,
+    step: u64,
+    t: u64,
+) -> Result<(StepStats, StepScalars), TrainError> {
+    let m = cfg.micro_batches;
+    let loss = (losses.iter().map(|&l| l as f64).sum::<f64>() / m as f64) as f32;
+    let non_finite = |what, value: f64| TrainError::NonFinite {
+        step,
+        what,
+        value,
+        last_good: step,
+    };
+    if !loss.is_finite() {
+        return Err(non_finite("loss", loss as f64));
+    }
+    if !grad_norm.is_finite() {
+        return Err(non_finite("gradient norm", grad_norm));
+    }
+    let mean_scale = 1.0 / m as f32;
+    let scale = clip_scale(mean_scale, grad_norm, cfg.grad_clip);
+    let lr = cfg.schedule.lr(step);
+    let scalars = StepScalars::for_update(&cfg.adamw, t + 1, lr, scale);
+    let stats = StepStats {
         step,
         loss,
         grad_norm,
         lr,
         tokens: cfg.tokens_per_step(),
-    })
+    };
+    Ok((stats, scalars))
 }
 
 /// The factor applied to the summed gradient: the micro-batch mean, shrunk so the

@@ -157,6 +157,20 @@ pub enum TrainError {
     /// A restored state does not fit the configuration.
     #[error("state does not match the configuration: {0}")]
     StateMismatch(String),
+    /// A data-parallel run's collective failed (another rank failed, or the transport
+    /// did) during this step; this rank stopped before the step's update.
+    #[error("step {step}: rank {rank}: {source}")]
+    Comm {
+        /// The step (0-based).
+        step: u64,
+        /// The rank that reports it.
+        rank: usize,
+        /// What the transport said.
+        source: crate::dist::CommError,
+    },
+    /// A data-parallel run cannot be laid out (more ranks than micro-batches).
+    #[error(transparent)]
+    Plan(#[from] crate::dist::plan::PlanError),
 }
 
 /// How a threaded run schedules its workers (both give the same bits).
