@@ -6,6 +6,12 @@
 //! that move the bytes. Must never touch files or the CLI (the run driver does), and
 //! never let the number of ranks, or which rank answers first, change a number.
 
+pub mod memory;
+pub mod plan;
+pub mod rank;
 pub mod transport;
 
+pub use memory::MemoryTransport;
+pub use plan::Plan;
+pub use rank::{CommStats, RankTrainer};
 pub use transport::{CommError, Transport};
