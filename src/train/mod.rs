@@ -16,11 +16,15 @@
 //!   re-exports the shared types under their old paths.
 //! * [`checkpoint`] uses the shared types (through `trainer`'s re-exports); [`report`]
 //!   and [`generate`] use none of these; no scheduler uses any of the three.
+//! * [`driver`]: the run loop every front end trains through (the [`driver::Engine`]
+//!   trait, implemented for [`trainer::Trainer`]); depends on [`trainer`],
+//!   [`checkpoint`] and [`report`], and nothing else in training depends on it.
 
 pub mod apply;
 pub mod barrier;
 pub mod checkpoint;
 pub mod checkpoint_io;
+pub mod driver;
 pub mod faults;
 pub mod generate;
 pub mod lockfree;
