@@ -3,23 +3,24 @@
 //! Must never implement training itself (that is `cllm::train`).
 
 use super::{bits_per_byte, describe_isa, load_corpus, select_isa, IsaArg};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use cllm::data::ByteTokenizer;
 use cllm::model::GptConfig;
 use cllm::train::checkpoint::{self, OutDir};
+use cllm::train::driver::{
+    drive, Cadence, CadenceError, CadenceOverrides, Evaluation, Observer, RunPlan, StepProgress,
+    TrainSummary,
+};
 use cllm::train::generate::generate;
 use cllm::train::optim::AdamWConfig;
-use cllm::train::report::{plot_svg, MetricsLog, Series};
 use cllm::train::schedule::Schedule;
-use cllm::train::trainer::{Scheduler, StepStats, TrainConfig, TrainState, Trainer};
+use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Options of `cllm train`. Model and optimizer options cannot be combined with
 /// `--resume` (the checkpoint fixes them, so the trajectory continues bit for bit).
@@ -162,97 +163,26 @@ pub struct Interrupted {
 /// reached, where a thread failing to start would abort the process.
 pub const MAX_THREADS: usize = 1024;
 
-/// How often a run evaluates, checkpoints and how much it samples at the end: the
-/// settings a resumed run takes over from its checkpoint (`run.json`'s `settings`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cadence {
-    /// `--eval-every`.
-    pub eval_every: u64,
-    /// `--eval-windows`.
-    pub eval_windows: usize,
-    /// `--checkpoint-every`.
-    pub checkpoint_every: u64,
-    /// `--sample-tokens`.
-    pub sample_tokens: usize,
-}
-
-impl Default for Cadence {
-    fn default() -> Self {
-        Cadence {
-            eval_every: 100,
-            eval_windows: 64,
-            checkpoint_every: 0,
-            sample_tokens: 200,
-        }
+/// The cadence flags given on the command line (each wins over a resumed run's saved
+/// value).
+fn cadence_flags(args: &TrainArgs) -> CadenceOverrides {
+    CadenceOverrides {
+        eval_every: args.eval_every,
+        eval_windows: args.eval_windows,
+        checkpoint_every: args.checkpoint_every,
+        sample_tokens: args.sample_tokens,
     }
 }
 
-/// A saved cadence; fields a checkpoint lacks fall back to the defaults.
-#[derive(Debug, Default, serde::Deserialize)]
-struct SavedCadence {
-    eval_every: Option<u64>,
-    eval_windows: Option<usize>,
-    checkpoint_every: Option<u64>,
-    sample_tokens: Option<usize>,
-}
-
-impl Cadence {
-    /// The flags given on the command line over `saved` (a resumed run's) over the
-    /// defaults.
-    fn resolve(args: &TrainArgs, saved: Option<serde_json::Value>) -> Result<Self> {
-        let saved: SavedCadence = match saved {
-            Some(v) => serde_json::from_value(v).context("the checkpoint's run settings")?,
-            None => SavedCadence::default(),
-        };
-        let d = Cadence::default();
-        let c = Cadence {
-            eval_every: args.eval_every.or(saved.eval_every).unwrap_or(d.eval_every),
-            eval_windows: args
-                .eval_windows
-                .or(saved.eval_windows)
-                .unwrap_or(d.eval_windows),
-            checkpoint_every: args
-                .checkpoint_every
-                .or(saved.checkpoint_every)
-                .unwrap_or(d.checkpoint_every),
-            sample_tokens: args
-                .sample_tokens
-                .or(saved.sample_tokens)
-                .unwrap_or(d.sample_tokens),
-        };
-        if c.eval_every == 0 {
-            bail!("--eval-every must be at least 1");
+/// The flags given on the command line over `saved` (a resumed run's) over the
+/// defaults; a field out of range is named by its flag.
+fn resolve_cadence(args: &TrainArgs, saved: Option<&serde_json::Value>) -> Result<Cadence> {
+    Cadence::resolve(&cadence_flags(args), saved).map_err(|e| match e {
+        CadenceError::Zero { field } => {
+            anyhow!("--{} must be at least 1", field.replace('_', "-"))
         }
-        if c.eval_windows == 0 {
-            bail!("--eval-windows must be at least 1");
-        }
-        Ok(c)
-    }
-}
-
-/// Removes what a run wrote into a new (or empty) output directory if the run fails
-/// before its first checkpoint, so a failed start leaves nothing half-done behind:
-/// the directory itself if the run created it, else the log it started there.
-struct FreshOut {
-    remove: Option<PathBuf>,
-}
-
-impl FreshOut {
-    /// The first checkpoint exists: keep everything from now on.
-    fn keep(&mut self) {
-        self.remove = None;
-    }
-}
-
-impl Drop for FreshOut {
-    fn drop(&mut self) {
-        if let Some(path) = self.remove.take() {
-            let _ = match path.is_dir() {
-                true => std::fs::remove_dir_all(path),
-                false => std::fs::remove_file(path),
-            };
-        }
-    }
+        other => other.into(),
+    })
 }
 
 /// Run `cllm train`.
@@ -294,16 +224,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
             };
             let saved = checkpoint::load_settings(dir).with_context(context)?;
-            (cfg, state, Cadence::resolve(&args, saved)?)
+            (cfg, state, resolve_cadence(&args, saved.as_ref())?)
         }
         None => {
-            let cadence = Cadence::resolve(&args, None)?;
+            let cadence = resolve_cadence(&args, None)?;
             let cfg = config_from_args(&args, corpus.train.len())?;
             let state = TrainState::initial(&cfg).context("initialising the model")?;
             (cfg, state, cadence)
         }
     };
-    let settings = serde_json::to_value(cadence)?;
     corpus
         .check_context(cfg.seq)
         .context("the corpus is too short for this context length")?;
@@ -374,144 +303,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
 
-    let metrics_path = out.join("metrics.jsonl");
-    // A failed start removes a directory it created, or the log it began in an empty
-    // one; an earlier run's directory is left as it was.
-    let mut fresh = FreshOut {
-        remove: match (out.exists(), &out_kind) {
-            (false, _) => Some(out.clone()),
-            (true, OutDir::Fresh) => Some(metrics_path.clone()),
-            (true, OutDir::Cllm) => None,
-        },
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let mut train_points = Vec::new();
-    let mut val_points = Vec::new();
-    // A resumed run cuts its log back to the checkpoint (dropping what the earlier
-    // process logged past it, and a torn last line) and appends; a new run starts one.
-    let mut metrics = if trainer.step_count() > 0 {
-        let (log, kept) = MetricsLog::resume(&metrics_path, trainer.step_count())?;
-        for record in &kept {
-            let (Some(step), Some(loss)) = (record["step"].as_f64(), record["loss"].as_f64())
-            else {
-                continue;
-            };
-            train_points.push((step, loss));
-            if let Some(val) = record["val_loss"].as_f64() {
-                val_points.push((step, val));
-            }
-        }
-        log
-    } else {
-        MetricsLog::create(&metrics_path)?
-    };
-    let bar = progress_bar(cfg.steps, trainer.step_count());
-    let started = Instant::now();
-    let first_step = trainer.step_count();
-    let mut last_val = None;
     let interrupt = interrupt_flag();
     let train: Arc<[u32]> = corpus.train.clone().into();
-    let tokens_per_step = cfg.tokens_per_step() as f64;
-    while trainer.step_count() < stop && !interrupt.load(Ordering::Relaxed) {
-        // Run to the next evaluation, checkpoint or stop, whichever comes first.
-        let at = trainer.step_count();
-        let mut next = stop.min((at / cadence.eval_every + 1) * cadence.eval_every);
-        if let Some(k) = at.checked_div(cadence.checkpoint_every) {
-            next = next.min((k + 1) * cadence.checkpoint_every);
-        }
-        let mut log_error = None;
-        let mut pending_record = None;
-        let mut on_step = |stats: &StepStats| {
-            let done = stats.step + 1;
-            let secs = started.elapsed().as_secs_f64();
-            let tok_s = (done - first_step) as f64 * tokens_per_step / secs;
-            train_points.push((done as f64, stats.loss as f64));
-            let record = json!({
-                "step": done, "loss": stats.loss, "lr": stats.lr,
-                "grad_norm": stats.grad_norm, "tokens_per_s": tok_s, "elapsed_s": secs,
-                "isa": isa.name(),
-            });
-            if done < next {
-                if let Err(e) = metrics.write(&record) {
-                    log_error = Some(e);
-                    return false;
-                }
-            } else {
-                pending_record = Some(record);
-            }
-            bar.set_position(done);
-            bar.set_message(format!("loss {:.4}  {tok_s:.0} tok/s", stats.loss));
-            // Relaxed: a flag set by the signal handler; the step in progress ends
-            // normally either way.
-            !interrupt.load(Ordering::Relaxed)
-        };
-        trainer
-            .run(&train, next - at, &mut on_step)
-            .with_context(|| {
-                format!(
-                    "training (step {} of {})",
-                    trainer.step_count() + 1,
-                    cfg.steps
-                )
-            })?;
-        if let Some(e) = log_error {
-            return Err(e.into());
-        }
-        let done = trainer.step_count();
-        if let Some(mut record) = pending_record.take() {
-            if done % cadence.eval_every == 0 || done == stop {
-                let val = trainer.eval(&corpus.val, cadence.eval_windows)?;
-                val_points.push((done as f64, val as f64));
-                record["val_loss"] = json!(val);
-                last_val = Some(val);
-                let floor = entropy.map_or(String::new(), |h| format!(" (floor {h:.3})"));
-                let line = format!(
-                    "step {done:>6}  train {:.4}  val {val:.4}{floor}  {:.0} tok/s",
-                    record["loss"].as_f64().unwrap_or(f64::NAN),
-                    record["tokens_per_s"].as_f64().unwrap_or(f64::NAN),
-                );
-                if bar.is_hidden() {
-                    println!("{line}");
-                } else {
-                    bar.println(line);
-                }
-            }
-            metrics.write(&record)?;
-        }
-        if cadence.checkpoint_every > 0 && done % cadence.checkpoint_every == 0 && done < stop {
-            checkpoint::save_with_settings(&out, &cfg, trainer.state(), Some(&settings))?;
-            fresh.keep();
-        }
-    }
-    bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let trained = trainer.step_count() - first_step;
-    let tokens = trained as f64 * cfg.tokens_per_step() as f64;
-    let ckpt = checkpoint::save_with_settings(&out, &cfg, trainer.state(), Some(&settings))
-        .context("writing the final checkpoint")?;
-    fresh.keep();
-    let plot = out.join("loss.svg");
-    plot_svg(
-        &plot,
-        "cllm training loss",
-        "step",
-        "loss (nats/byte)",
-        &[
-            Series {
-                label: "train",
-                points: &train_points,
-            },
-            Series {
-                label: "validation",
-                points: &val_points,
-            },
-        ],
-        entropy.map(|h| ("entropy rate (floor)", h)),
-    )?;
+    let plan = RunPlan {
+        val: Some(&corpus.val),
+        out: Some(out.clone()),
+        cadence,
+        entropy,
+        isa,
+        ..RunPlan::new(&train, stop)
+    };
+    let mut progress = Progress {
+        bar: progress_bar(cfg.steps, trainer.step_count()),
+        entropy,
+    };
+    let outcome = drive(&mut trainer, &plan, &interrupt, &mut progress)?;
+    let summary = outcome.summary;
+    let trained = summary.step - summary.first_step;
     println!(
-        "trained {} steps in {secs:.1} s: {:.0} tokens/s on {} thread(s), {} scheduler",
+        "trained {} steps in {:.1} s: {:.0} tokens/s on {} thread(s), {} scheduler",
         trained,
-        tokens / secs,
+        summary.secs,
+        summary.tokens_per_s,
         trainer.threads(),
         match trainer.scheduler() {
             Scheduler::LockFree => "lock-free",
@@ -531,15 +344,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join("  ")
     );
-    metrics.write(&json!({
-        "step": trainer.step_count(),
-        "worker_utilization": utilization,
-        "threads": trainer.threads(),
-        "scheduler": format!("{:?}", trainer.scheduler()),
-        "tokens_per_s": tokens / secs,
-        "isa": isa.name(),
-    }))?;
-    if let Some(val) = last_val {
+    if let Some(val) = outcome.last_val {
         println!(
             "validation loss {val:.4} nats/byte ({:.3} bits/byte){}",
             bits_per_byte(val as f64),
@@ -549,25 +354,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ))
         );
     }
+    // The writing process with an output directory gets all three paths.
+    let (Some(ckpt), Some(metrics), Some(plot)) =
+        (&outcome.checkpoint, &outcome.metrics, &outcome.plot)
+    else {
+        bail!("the run driver wrote no checkpoint into {}", out.display());
+    };
     println!("checkpoint: {}", ckpt.display());
-    if trainer.step_count() < stop {
+    if outcome.interrupted() {
         return Err(Interrupted {
-            step: trainer.step_count(),
+            step: summary.step,
             checkpoint: ckpt.display().to_string(),
             out: out.display().to_string(),
         }
         .into());
     }
-    println!(
-        "metrics: {}  plot: {}",
-        metrics_path.display(),
-        plot.display()
-    );
+    println!("metrics: {}  plot: {}", metrics.display(), plot.display());
     if cadence.sample_tokens > 0 {
-        let state = trainer.state();
         let text = generate(
             &cfg.model,
-            &state.params,
+            &outcome.state.params,
             &[],
             cadence.sample_tokens,
             0.8,
@@ -579,6 +385,42 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `cllm train` shows while the driver runs: the progress bar (on a terminal) and
+/// a line per evaluation.
+struct Progress {
+    bar: ProgressBar,
+    entropy: Option<f64>,
+}
+
+impl Observer for Progress {
+    fn on_step(&mut self, p: &StepProgress) {
+        self.bar.set_position(p.done);
+        self.bar.set_message(format!(
+            "loss {:.4}  {:.0} tok/s",
+            p.stats.loss, p.tokens_per_s
+        ));
+    }
+
+    fn on_eval(&mut self, e: &Evaluation) {
+        let floor = self
+            .entropy
+            .map_or(String::new(), |h| format!(" (floor {h:.3})"));
+        let line = format!(
+            "step {:>6}  train {:.4}  val {:.4}{floor}  {:.0} tok/s",
+            e.step, e.train_loss, e.val_loss, e.tokens_per_s,
+        );
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn on_train_end(&mut self, _: &TrainSummary) {
+        self.bar.finish_and_clear();
+    }
 }
 
 // ---- helpers --------------------------------------------------------------------
