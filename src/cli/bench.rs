@@ -12,14 +12,16 @@ use clap::Args;
 use cllm::data::ByteTokenizer;
 use cllm::isa::Isa;
 use cllm::model::GptConfig;
+use cllm::train::driver::{drive, Cadence, RunPlan};
 use cllm::train::optim::AdamWConfig;
 use cllm::train::report::{plot_svg, Series};
 use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 /// Options of `cllm bench`.
 #[derive(Args, Debug)]
@@ -147,23 +149,40 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 cllm::isa::select(isa).context("selecting the instruction-set path")?;
                 let state = TrainState::initial(&cfg)?;
                 let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler)?;
-                trainer
-                    .run(&train, args.warmup, &mut |_| true)
-                    .context("warm-up")?;
-                let started = Instant::now();
-                let report = trainer
-                    .run(&train, args.steps, &mut |_| true)
-                    .context("measured run")?;
-                let secs = started.elapsed().as_secs_f64();
-                let wall = report.wall.as_secs_f64();
-                let utilization = report
+                // Through the run driver, as `cllm train` trains: no files, no
+                // evaluation, one engine run per drive (no evaluation point splits it).
+                let plan = |stop| RunPlan {
+                    cadence: Cadence {
+                        eval_every: u64::MAX,
+                        checkpoint_every: 0,
+                        ..Cadence::default()
+                    },
+                    isa,
+                    ..RunPlan::new(&train, stop)
+                };
+                let never = AtomicBool::new(false);
+                if args.warmup > 0 {
+                    drive(&mut trainer, &plan(args.warmup), &never, &mut ()).context("warm-up")?;
+                }
+                let before = trainer.totals().clone();
+                let outcome =
+                    drive(&mut trainer, &plan(total), &never, &mut ()).context("measured run")?;
+                let secs = outcome.summary.secs;
+                // The measured run's share of the trainer's totals.
+                let after = trainer.totals();
+                let wall = (after.wall - before.wall).as_secs_f64();
+                let utilization = after
                     .workers
                     .iter()
-                    .map(|w| w.busy.as_secs_f64() / wall)
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let earlier = before.workers.get(i).map_or(Duration::ZERO, |b| b.busy);
+                        (w.busy - earlier).as_secs_f64() / wall
+                    })
                     .collect::<Vec<_>>();
                 let rss_mib = resident_mib();
                 // Every configuration must end in the same weights: say so if not.
-                let bits: Vec<u32> = trainer.state().params.iter().map(|x| x.to_bits()).collect();
+                let bits: Vec<u32> = outcome.state.params.iter().map(|x| x.to_bits()).collect();
                 match &final_weights {
                     None => final_weights = Some(bits),
                     Some(want) if *want != bits => {
