@@ -35,6 +35,7 @@ use crate::data::Sampler;
 use crate::model::{self, ParamLayout, TrainingContext};
 use crate::segments::reduce::pairwise_sum_into;
 use crate::train::apply::decide;
+use crate::train::driver::{DriverError, Engine};
 use crate::train::norm::{self, NORM_BLOCK};
 use crate::train::optim::{update_part, AdamState};
 use crate::train::trainer::{decay_ranges, evaluate};
@@ -573,4 +574,62 @@ fn read_f32s(bytes: &[u8], out: &mut [f32]) -> bool {
         *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
     true
+}
+
+/// A rank is driven like a single-process trainer: rank 0 writes the files, every
+/// rank makes the same collective calls.
+impl<T: Transport> Engine for RankTrainer<T> {
+    fn config(&self) -> &TrainConfig {
+        RankTrainer::config(self)
+    }
+
+    fn step_count(&self) -> u64 {
+        RankTrainer::step_count(self)
+    }
+
+    fn run(
+        &mut self,
+        train: &std::sync::Arc<[u32]>,
+        steps: u64,
+        on_step: &mut dyn FnMut(&StepStats) -> bool,
+    ) -> Result<(), TrainError> {
+        RankTrainer::run(self, train, steps, on_step)
+    }
+
+    fn eval(&mut self, val: &[u32], windows: usize) -> Result<f32, TrainError> {
+        RankTrainer::eval(self, val, windows)
+    }
+
+    fn snapshot(&mut self) -> Result<TrainState, TrainError> {
+        RankTrainer::snapshot(self)
+    }
+
+    fn agree(&mut self, stop: bool) -> Result<bool, TrainError> {
+        RankTrainer::agree(self, stop)
+    }
+
+    fn writes(&self) -> bool {
+        self.rank == 0
+    }
+
+    fn summary_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let c = self.comm;
+        let per_step = |x: f64| if c.steps > 0 { x / c.steps as f64 } else { 0.0 };
+        let mut fields = serde_json::Map::new();
+        fields.insert("ranks".into(), self.plan.ranks().into());
+        fields.insert("threads_per_rank".into(), self.threads().into());
+        fields.insert(
+            "bytes_sent_per_step".into(),
+            per_step(c.bytes_sent as f64).into(),
+        );
+        fields.insert(
+            "comm_seconds_per_step".into(),
+            per_step(c.time.as_secs_f64()).into(),
+        );
+        fields
+    }
+
+    fn fail(&mut self, error: &DriverError) {
+        self.transport.fail(&format!("rank {}: {error}", self.rank));
+    }
 }
