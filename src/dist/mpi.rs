@@ -1,0 +1,184 @@
+//! Owns [`MpiTransport`]: the [`Transport`] of a multi-process run, one rank per
+//! process, through the system's MPI library (rsmpi over OpenMPI or MPICH; only with
+//! the `mpi` cargo feature). Moves bytes only: `all_to_all` is `MPI_Alltoallv` after an
+//! `MPI_Alltoall` of the byte counts, `all_gather` is `MPI_Allgatherv` after an
+//! `MPI_Allgather` of the counts, and `fail` is `MPI_Abort` of the world.
+//!
+//! Must never reduce numbers in MPI (no `MPI_Reduce`, `MPI_Allreduce`,
+//! `MPI_Reduce_scatter`): the standard only recommends a fixed reduction order, so every
+//! sum cllm relies on is cllm's own, computed in its fixed order after the bytes have
+//! moved. Must never interpret the bytes, and never be used from a thread other than
+//! the one that created it (MPI is initialized `MPI_THREAD_FUNNELED`; the type is not
+//! `Send`).
+//!
+//! Failure: MPI's default error handler on the world communicator is
+//! `MPI_ERRORS_ARE_FATAL`, so a collective whose peer died ends the job rather than
+//! returning; the launcher (`mpirun`) also ends every rank when one exits abnormally.
+//! Either way no rank waits forever. A message count or total over `i32::MAX` bytes
+//! (MPI's `int` counts) is refused with [`CommError::Transport`] before any call.
+
+use super::transport::{CommError, Transport};
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::environment::Universe;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
+use mpi::{Count, Threading};
+
+/// One rank's end of the MPI world (see the module doc).
+pub struct MpiTransport {
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    // Dropped last: finalizes MPI (`MPI_Finalize`).
+    _universe: Universe,
+}
+
+impl MpiTransport {
+    /// Initializes MPI (`MPI_Init_thread` asking for `MPI_THREAD_FUNNELED`: cllm's
+    /// worker threads never call MPI, only the thread that owns this value does) and
+    /// returns this process's rank of the world. Fails if MPI was already initialized in
+    /// this process or cannot give that threading level.
+    pub fn init() -> Result<MpiTransport, CommError> {
+        let (universe, provided) =
+            mpi::initialize_with_threading(Threading::Funneled).ok_or_else(|| {
+                CommError::Transport("MPI was already initialized in this process".into())
+            })?;
+        if provided < Threading::Funneled {
+            return Err(CommError::Transport(format!(
+                "the MPI library provides only {provided:?} threading; cllm needs Funneled \
+                 (worker threads run beside the thread that calls MPI)"
+            )));
+        }
+        let world = universe.world();
+        let rank = usize::try_from(world.rank())
+            .map_err(|_| CommError::Transport(format!("negative rank {}", world.rank())))?;
+        let size = usize::try_from(world.size())
+            .map_err(|_| CommError::Transport(format!("world size {}", world.size())))?;
+        Ok(MpiTransport {
+            world,
+            rank,
+            size,
+            _universe: universe,
+        })
+    }
+
+    /// A byte length as an MPI count.
+    fn count(&self, len: usize, what: &str) -> Result<Count, CommError> {
+        Count::try_from(len).map_err(|_| {
+            CommError::Transport(format!(
+                "rank {}: {what} of {len} bytes exceeds MPI's count limit of {} bytes",
+                self.rank,
+                Count::MAX
+            ))
+        })
+    }
+
+    /// Displacements of consecutive blocks of `counts` bytes (their total must fit a
+    /// count too).
+    fn displs(&self, counts: &[Count], what: &str) -> Result<(Vec<Count>, usize), CommError> {
+        let mut displs = Vec::with_capacity(counts.len());
+        let mut total: usize = 0;
+        for &c in counts {
+            displs.push(self.count(total, what)?);
+            let c = usize::try_from(c).map_err(|_| {
+                CommError::Transport(format!("rank {}: negative count {c} in {what}", self.rank))
+            })?;
+            total += c;
+        }
+        self.count(total, what)?;
+        Ok((displs, total))
+    }
+}
+
+/// A buffer of `len` bytes whose data pointer is a real allocation even when `len`
+/// is 0. An empty Rust slice points at address 1 (`u8`'s alignment), which is
+/// OpenMPI's `MPI_IN_PLACE`: passed as a buffer it would turn the call into an
+/// in-place collective (or be rejected as an invalid argument).
+fn buffer(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len.max(1)];
+    buf.truncate(len);
+    buf
+}
+
+/// Splits `buf` into the blocks `counts` describe (consecutive, from offset 0).
+fn split(buf: &[u8], counts: &[Count]) -> Vec<Vec<u8>> {
+    let mut at = 0;
+    counts
+        .iter()
+        .map(|&c| {
+            // Non-negative and within `buf`: checked by `displs` before the call.
+            let n = c as usize;
+            let block = buf[at..at + n].to_vec();
+            at += n;
+            block
+        })
+        .collect()
+}
+
+impl Transport for MpiTransport {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn all_to_all(&mut self, send: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, CommError> {
+        if send.len() != self.size {
+            return Err(CommError::Transport(format!(
+                "rank {}: all_to_all given {} messages for {} ranks",
+                self.rank,
+                send.len(),
+                self.size
+            )));
+        }
+        let send_counts = send
+            .iter()
+            .map(|m| self.count(m.len(), "an all-to-all message"))
+            .collect::<Result<Vec<Count>, _>>()?;
+        let (send_displs, send_total) = self.displs(&send_counts, "the all-to-all send total")?;
+        // Every rank learns what each peer will send it (one count per pair).
+        let mut recv_counts: Vec<Count> = vec![0; self.size];
+        self.world
+            .all_to_all_into(&send_counts[..], &mut recv_counts[..]);
+        let (recv_displs, recv_total) =
+            self.displs(&recv_counts, "the all-to-all receive total")?;
+        let mut send_buf = buffer(0);
+        send_buf.reserve(send_total);
+        for m in send {
+            send_buf.extend_from_slice(m);
+        }
+        let mut recv_buf = buffer(recv_total);
+        {
+            let sent = Partition::new(&send_buf[..], &send_counts[..], &send_displs[..]);
+            let mut received =
+                PartitionMut::new(&mut recv_buf[..], &recv_counts[..], &recv_displs[..]);
+            self.world.all_to_all_varcount_into(&sent, &mut received);
+        }
+        Ok(split(&recv_buf, &recv_counts))
+    }
+
+    fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        let mine = self.count(local.len(), "an all-gather contribution")?;
+        let mut counts: Vec<Count> = vec![0; self.size];
+        self.world.all_gather_into(&mine, &mut counts[..]);
+        let (displs, total) = self.displs(&counts, "the all-gather total")?;
+        let mut buf = buffer(total);
+        // An empty `local` would point at address 1 (MPI_IN_PLACE): send from a real
+        // allocation instead.
+        let empty = buffer(0);
+        let local = if local.is_empty() { &empty[..] } else { local };
+        {
+            let mut gathered = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            self.world.all_gather_varcount_into(local, &mut gathered);
+        }
+        Ok(split(&buf, &counts))
+    }
+
+    fn fail(&mut self, why: &str) {
+        eprintln!("rank {}: {why}", self.rank);
+        // MPI_Abort of the world: the launcher ends every rank with exit code 1.
+        self.world.abort(1)
+    }
+}
