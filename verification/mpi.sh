@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The MPI checks (CI section): cllm across R processes under a real MPI launcher
+# (OpenMPI's mpirun on this machine) gives the single-process bits, and every bad
+# launch is refused.
+# 1. The transport alone (examples/mpi_collectives): all-to-alls and all-gathers of
+#    messages of different lengths (empty and several-MiB ones included) checked byte
+#    for byte on every rank, the launch agreement over MPI, for R = 1, 2, 3; and
+#    Transport::fail on one rank ending the whole job non-zero within the bound.
+# 2. `cllm train` under `mpirun -np R` for R = 1, 2, 3: the final checkpoint's files
+#    (model.safetensors, config.json, train_state.safetensors, train_state.json) `cmp`
+#    equal to a single-process run's, and metrics.jsonl's step, loss, grad_norm, lr
+#    and val_loss identical.
+# 3. Stopped at step 8 with 2 ranks (--stop-at), resumed with 3: the same final bits.
+# 4. A 2-rank run with checkpoints: one rank killed with SIGKILL once a checkpoint
+#    exists (once the non-writing rank, once the writing rank 0): mpirun exits non-zero
+#    within 30 s and the last checkpoint loads (`cllm eval`).
+# 5. Bad launches refused, non-zero, writing no checkpoint: 4 ranks for 3
+#    micro-batches (the message on every rank); ranks with different arguments (OpenMPI
+#    MPMD, --seed 1 vs --seed 2; names `arguments`); a binary differing by one trailing
+#    byte (names `binary`); the build without the mpi feature started as 2 processes.
+#    (The build without the feature under `mpirun -np 1` still trains, with the
+#    single-process bits.)
+# Installs OpenMPI, libclang and jq with apt-get if missing; builds target/release/cllm
+# without and then with `--features mpi` (copies of both, and of the example, run from
+# a scratch directory, so a concurrent rebuild cannot swap a binary mid-check).
+# Every mpirun is bounded by `timeout`. Prints PASS/FAIL per check and a summary;
+# exits non-zero on any failure. Owns only its scratch directory and the processes it
+# starts.
+# usage: verification/mpi.sh            env: CLLM_MPI_TRANSPORT_ONLY=1 runs part 1 only
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+T0=$(date +%s%N)
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cllm-mpi.XXXXXX")
+BG=()
+cleanup() {
+  local p
+  for p in "${BG[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PASSED=() FAILED=()
+pass() { PASSED+=("$1"); printf 'PASS  %-58s %6s ms\n' "$1" "$2"; }
+failc() {
+  FAILED+=("$1"); printf 'FAIL  %-58s %6s ms\n' "$1" "$2"
+  shift 2; [[ $# -gt 0 ]] && printf '      %s\n' "$@"
+  return 0
+}
+# check NAME FUNCTION ARGS...: runs FUNCTION (which prints why on failure) and times it.
+check() {
+  local name=$1; shift
+  local t0 out rc; t0=$(ms)
+  out=$("$@" 2>&1); rc=$?
+  if [[ $rc == 0 ]]; then pass "$name" $(( $(ms) - t0 ));
+  else failc "$name" $(( $(ms) - t0 )) "$(tail -n 25 <<<"$out")"; fi
+}
+summary() {
+  echo
+  echo "mpi.sh: ${#PASSED[@]} passed, ${#FAILED[@]} failed in $(( ($(date +%s%N) - T0) / 1000000000 )) s"
+  local f; for f in "${FAILED[@]}"; do echo "  FAILED: $f"; done
+  [[ ${#FAILED[@]} == 0 ]] && echo "mpi.sh: PASS" || echo "mpi.sh: FAIL"
+  [[ ${#FAILED[@]} == 0 ]]
+}
+
+# ---- toolchain -------------------------------------------------------------------
+need=()
+for pkg in openmpi-bin libopenmpi-dev libclang-dev jq; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [[ ${#need[@]} -gt 0 ]]; then
+  echo "mpi.sh: installing ${need[*]}"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >"$WORK/apt.log" 2>&1 \
+    || { cat "$WORK/apt.log"; echo "mpi.sh: FAIL (apt-get install ${need[*]})"; exit 1; }
+fi
+echo "mpi.sh: $(mpirun --version 2>&1 | head -1)"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Root may run mpirun; more ranks than cores; no core binding (a rank's threads
+# must not share one core).
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
+LIMIT=90   # seconds for any one mpirun
+
+# ---- builds ----------------------------------------------------------------------
+t0=$(ms)
+if ! cargo build --release --quiet --bin cllm >"$WORK/build.log" 2>&1; then
+  cat "$WORK/build.log"; failc "build without the mpi feature" $(( $(ms) - t0 )); summary; exit 1
+fi
+cp target/release/cllm "$WORK/cllm-nompi"
+if cargo tree -e normal --prefix none | grep -qE '^mpi(-sys)? '; then
+  failc "default build has no mpi dependency" 0 "$(cargo tree -e normal --prefix none | grep -E '^mpi')"
+else
+  pass "default build has no mpi dependency (cargo tree -e normal)" 0
+fi
+if ! cargo build --release --quiet --features mpi --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
+  cat "$WORK/build.log"; failc "build with --features mpi" $(( $(ms) - t0 )); summary; exit 1
+fi
+cp target/release/cllm "$WORK/cllm"
+cp target/release/examples/mpi_collectives "$WORK/mpi_collectives"
+echo "mpi.sh: builds done in $(( $(ms) - t0 )) ms"
+CLLM="$WORK/cllm"
+EX="$WORK/mpi_collectives"
+
+# ---- 1. the transport alone ------------------------------------------------------
+transport_check() {
+  local r=$1 out rc
+  out=$(timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np "$r" "$EX" check 2>&1); rc=$?
+  echo "$out"
+  [[ $rc == 0 ]] || { echo "exit status $rc"; return 1; }
+  local ok; ok=$(grep -c "ok (" <<<"$out")
+  [[ $ok == "$r" ]] || { echo "$ok of $r ranks reported ok"; return 1; }
+}
+transport_fail() {
+  local r=$1 k=$2 out rc t0; t0=$(ms)
+  out=$(timeout -k 5 30 "${MPIRUN[@]}" -np "$r" "$EX" fail "$k" 2>&1); rc=$?
+  echo "$out"
+  echo "exit status $rc after $(( $(ms) - t0 )) ms"
+  [[ $rc != 0 ]] || { echo "the job exited 0 although rank $k failed"; return 1; }
+  [[ $rc != 124 && $rc != 137 ]] || { echo "the job did not end within 30 s"; return 1; }
+  grep -q "^rank $k: deliberate failure" <<<"$out" || { echo "no 'rank $k: ...' line"; return 1; }
+  ! grep -q "a collective returned" <<<"$out" || { echo "a peer's collective returned"; return 1; }
+}
+for r in 1 2 3; do check "transport: all_to_all/all_gather/agreement, R=$r" transport_check "$r"; done
+check "transport: fail on rank 1 of 3 ends the job non-zero" transport_fail 3 1
+check "transport: fail on rank 0 of 2 ends the job non-zero" transport_fail 2 0
+
+if [[ "${CLLM_MPI_TRANSPORT_ONLY:-0}" == 1 ]]; then summary; exit $?; fi
+
+# ---- 2. cllm train under mpirun: the single-process bits -------------------------
+MODEL=(--layers 1 --width 32 --heads 2 --context 16 --batch 2 --micro-batches 6)
+RUN=(--steps 20 --eval-every 10 --eval-windows 4 --sample-tokens 0)
+STATE=(model.safetensors config.json train_state.safetensors train_state.json)
+
+# The per-step numbers of a metrics.jsonl (no timings, no provenance).
+numbers() {
+  jq -c 'select(.loss != null) | {step, loss, grad_norm, lr, val_loss}' "$1"
+}
+# same_run REF DIR: the checkpoint `latest` names in each has the same name and the
+# same bytes, and the metrics have the same numbers.
+same_run() {
+  local ref=$1 dir=$2 f
+  [[ -f "$dir/latest" ]] || { echo "$dir has no checkpoint"; return 1; }
+  [[ "$(<"$ref/latest")" == "$(<"$dir/latest")" ]] || { echo "latest: $(<"$ref/latest") vs $(<"$dir/latest")"; return 1; }
+  for f in "${STATE[@]}"; do
+    cmp "$ref/$(<"$ref/latest")/$f" "$dir/$(<"$dir/latest")/$f" || return 1
+  done
+  local a b; a=$(numbers "$ref/metrics.jsonl") b=$(numbers "$dir/metrics.jsonl")
+  [[ -n "$a" ]] || { echo "no per-step records in $ref/metrics.jsonl"; return 1; }
+  [[ "$a" == "$b" ]] || { echo "metrics differ:"; diff <(echo "$a") <(echo "$b") | head -10; return 1; }
+}
+ranks_run() { # ranks_run R THREADS OUT [ARGS...]
+  local r=$1 t=$2 out=$3; shift 3
+  timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np "$r" "$CLLM" train "${MODEL[@]}" "${RUN[@]}" \
+    --threads "$t" --out "$out" "$@" >"$out.log" 2>&1
+  local rc=$?
+  [[ $rc == 0 ]] || { tail -n 20 "$out.log"; echo "mpirun -np $r: exit status $rc"; return 1; }
+}
+reference() {
+  "$CLLM" train "${MODEL[@]}" "${RUN[@]}" --threads 2 --out "$WORK/ref" >"$WORK/ref.log" 2>&1 \
+    || { cat "$WORK/ref.log"; return 1; }
+  [[ -n "$(numbers "$WORK/ref/metrics.jsonl")" ]] || { echo "reference has no per-step metrics"; return 1; }
+}
+ranks_equal() { # ranks_equal R THREADS
+  ranks_run "$1" "$2" "$WORK/r$1" && same_run "$WORK/ref" "$WORK/r$1"
+}
+check "reference: cllm train, one process (no mpirun), 2 threads" reference
+check "R=1 x 2 threads: checkpoint cmp-equal, same losses" ranks_equal 1 2
+check "R=2 x 2 threads: checkpoint cmp-equal, same losses" ranks_equal 2 2
+check "R=3 x 1 thread: checkpoint cmp-equal, same losses" ranks_equal 3 1
+
+# ---- 3. stop with 2 ranks, resume with 3 -----------------------------------------
+stop_resume() {
+  local d="$WORK/sr"
+  ranks_run 2 1 "$d" --stop-at 8 || return 1
+  [[ "$(<"$d/latest")" == step-00000008 ]] || { echo "stopped at $(<"$d/latest"), not step 8"; return 1; }
+  timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 3 "$CLLM" train --resume "$d" --threads 1 >"$d.resume.log" 2>&1 \
+    || { tail -n 20 "$d.resume.log"; echo "resume with 3 ranks failed"; return 1; }
+  same_run "$WORK/ref" "$d"
+}
+check "stop at 8 with 2 ranks, resume with 3: same bits as one process" stop_resume
+
+# ---- 4. a rank killed mid-run ----------------------------------------------------
+# kill_rank K: 2 ranks checkpointing every 5 steps; once a checkpoint exists, SIGKILL
+# rank K; mpirun must exit non-zero within 30 s, the checkpoint must load.
+kill_rank() {
+  local k=$1 d="$WORK/kill-$1" i pid p victim="" t0 rc
+  timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 2 "$CLLM" train "${MODEL[@]}" --steps 1000000 \
+    --eval-every 1000000 --eval-windows 2 --sample-tokens 0 --checkpoint-every 5 \
+    --threads 1 --out "$d" >"$d.log" 2>&1 &
+  pid=$!; BG+=("$pid")
+  for ((i = 0; i < 300; i++)); do [[ -f "$d/latest" ]] && break; sleep 0.1; done
+  [[ -f "$d/latest" ]] || { kill -9 "$pid"; tail "$d.log"; echo "no checkpoint within 30 s"; return 1; }
+  for p in $(pgrep -f "^$CLLM train .*--out $d\$"); do
+    grep -qz "^OMPI_COMM_WORLD_RANK=$k\$" "/proc/$p/environ" 2>/dev/null && victim=$p
+  done
+  [[ -n "$victim" ]] || { kill -9 "$pid"; echo "rank $k's process not found"; return 1; }
+  kill -9 "$victim"; t0=$(ms)
+  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; echo "mpirun still running 30 s after the kill"; return 1; fi
+  rc=0; wait "$pid" || rc=$?
+  echo "rank $k (pid $victim) killed; mpirun exited $rc after $(( $(ms) - t0 )) ms; checkpoint $(<"$d/latest")"
+  [[ $rc != 0 ]] || { echo "mpirun exited 0 after a rank was killed"; return 1; }
+  "$CLLM" eval --checkpoint "$d" --max-windows 4 >"$d.eval.log" 2>&1 \
+    || { cat "$d.eval.log"; echo "the last checkpoint does not load"; return 1; }
+}
+check "kill -9 rank 1 of 2: mpirun ends non-zero <30 s, checkpoint loads" kill_rank 1
+check "kill -9 rank 0 of 2: mpirun ends non-zero <30 s, checkpoint loads" kill_rank 0
+
+# ---- 5. bad launches ------------------------------------------------------------
+# refused NAME PATTERN COUNT MPIRUN-ARGS...: non-zero exit, PATTERN at least COUNT
+# times in the output, and no checkpoint in $WORK/bad-NAME.
+refused() {
+  local name=$1 pat=$2 count=$3 out rc n; shift 3
+  out=$(timeout -k 5 "$LIMIT" "${MPIRUN[@]}" "$@" 2>&1); rc=$?
+  echo "$out" | grep -v '^\s*$' | tail -n 12
+  [[ $rc != 0 ]] || { echo "exit status 0"; return 1; }
+  [[ $rc != 124 && $rc != 137 ]] || { echo "timed out"; return 1; }
+  n=$(grep -cE -- "$pat" <<<"$out")
+  [[ $n -ge $count ]] || { echo "'$pat' printed $n times, want $count"; return 1; }
+  [[ ! -e "$WORK/bad-$name/latest" ]] || { echo "a refused run wrote a checkpoint"; return 1; }
+}
+SMALL=(train "${MODEL[@]}" "${RUN[@]}" --threads 1)
+check "4 ranks for 3 micro-batches: refused on every rank" \
+  refused np4 "4 ranks but only 3 micro-batch" 4 \
+  -np 4 "$CLLM" train --layers 1 --width 32 --heads 2 --context 16 --batch 2 \
+  --micro-batches 3 "${RUN[@]}" --threads 1 --out "$WORK/bad-np4"
+check "ranks with different --seed: refused naming arguments" \
+  refused seed "arguments differs" 1 \
+  -np 1 "$CLLM" "${SMALL[@]}" --seed 1 --out "$WORK/bad-seed" : \
+  -np 1 "$CLLM" "${SMALL[@]}" --seed 2 --out "$WORK/bad-seed"
+cp "$CLLM" "$WORK/cllm-other"; printf '\0' >>"$WORK/cllm-other"
+check "ranks running binaries one byte apart: refused naming binary" \
+  refused binary "binary differs" 1 \
+  -np 1 "$CLLM" "${SMALL[@]}" --out "$WORK/bad-binary" : \
+  -np 1 "$WORK/cllm-other" "${SMALL[@]}" --out "$WORK/bad-binary"
+check "build without the mpi feature under mpirun -np 2: refused" \
+  refused nompi "built without MPI support" 2 \
+  -np 2 "$WORK/cllm-nompi" "${SMALL[@]}" --out "$WORK/bad-nompi"
+nompi_single() {
+  timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 1 "$WORK/cllm-nompi" train "${MODEL[@]}" "${RUN[@]}" \
+    --threads 2 --out "$WORK/nompi1" >"$WORK/nompi1.log" 2>&1 || { tail "$WORK/nompi1.log"; return 1; }
+  same_run "$WORK/ref" "$WORK/nompi1"
+}
+check "build without the mpi feature under mpirun -np 1: trains, same bits" nompi_single
+
+summary
