@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod corpus;
 pub mod demo;
+pub mod dist;
 pub mod eval;
 pub mod sample;
 pub mod train;

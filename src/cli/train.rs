@@ -2,15 +2,18 @@
 //! progress, write metrics, checkpoints and the loss plot, and end with a sample.
 //! Must never implement training itself (that is `cllm::train`).
 
-use super::{bits_per_byte, describe_isa, load_corpus, select_isa, IsaArg};
+use super::{bits_per_byte, describe_isa, load_corpus, select_isa, IsaArg, IsaSource};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use cllm::data::ByteTokenizer;
+use cllm::data::{ByteTokenizer, Corpus};
+use cllm::dist::launch::Fnv1a;
+use cllm::dist::{RankTrainer, Transport};
+use cllm::isa::Isa;
 use cllm::model::GptConfig;
 use cllm::train::checkpoint::{self, OutDir};
 use cllm::train::driver::{
-    drive, Cadence, CadenceError, CadenceOverrides, Evaluation, Observer, RunPlan, StepProgress,
-    TrainSummary,
+    drive, Cadence, CadenceError, CadenceOverrides, Engine, Evaluation, Observer, Outcome, RunPlan,
+    StepProgress, TrainSummary,
 };
 use cllm::train::generate::generate;
 use cllm::train::optim::AdamWConfig;
@@ -236,15 +239,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     corpus
         .check_context(cfg.seq)
         .context("the corpus is too short for this context length")?;
-    let out_kind =
-        checkpoint::check_out_dir(&out).with_context(|| format!("--out {}", out.display()))?;
-    match out_kind {
-        OutDir::Fresh => {}
-        OutDir::Cllm if args.resume.is_none() => {
-            eprintln!("note: replacing the earlier cllm run in {}", out.display())
-        }
-        OutDir::Cllm => {}
-    }
     if state.step >= cfg.steps {
         bail!(
             "the checkpoint is at step {} of {}: the run is already complete",
@@ -252,7 +246,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.steps
         );
     }
-
     let stop = args.stop_at.unwrap_or(cfg.steps).min(cfg.steps);
     if stop <= state.step {
         bail!(
@@ -260,131 +253,304 @@ pub fn run(args: TrainArgs) -> Result<()> {
             state.step
         );
     }
-    let mut trainer = Trainer::with_scheduler(cfg, state, args.threads, args.scheduler.into())
-        .context("setting up the trainer")?;
-    let n_params = trainer.layout().len();
-    let files = match corpus.n_files {
-        0 => String::new(),
-        n => format!(" from {n} file(s)"),
-    };
-    println!(
-        "cllm train: {} ({} train / {} validation bytes{files})",
-        corpus.source,
-        corpus.train.len(),
-        corpus.val.len(),
-    );
-    println!(
-        "model: {} layers, width {}, {} heads, context {}, vocab {} ({:.2}M parameters); \
-         batch {} x {} micro-batches x {} tokens; {} steps{}",
-        cfg.model.n_layer,
-        cfg.model.n_embd,
-        cfg.model.n_head,
-        cfg.model.n_positions,
-        cfg.model.vocab_size,
-        n_params as f64 / 1e6,
-        cfg.batch,
-        cfg.micro_batches,
-        cfg.seq,
-        cfg.steps,
-        match trainer.step_count() {
-            0 => String::new(),
-            s => format!(", resuming at step {s}"),
-        }
-    );
-    println!(
-        "isa: {isa} ({}, {}; every path gives the same bits)",
-        describe_isa(isa),
-        isa_source.describe()
-    );
-    if let Some(h) = entropy {
-        println!(
-            "the corpus's entropy rate is {h:.4} nats/byte ({:.3} bits/byte): the floor no model can beat",
-            bits_per_byte(h)
-        );
-    }
-
-    let interrupt = interrupt_flag();
-    let train: Arc<[u32]> = corpus.train.clone().into();
-    let plan = RunPlan {
-        val: Some(&corpus.val),
-        out: Some(out.clone()),
+    let run = Run {
+        args: &args,
+        cfg,
         cadence,
+        stop,
+        out,
+        corpus,
         entropy,
         isa,
-        ..RunPlan::new(&train, stop)
+        isa_source,
     };
-    let mut progress = Progress {
-        bar: progress_bar(cfg.steps, trainer.step_count()),
-        entropy,
-    };
-    let outcome = drive(&mut trainer, &plan, &interrupt, &mut progress)?;
-    let summary = outcome.summary;
-    let trained = summary.step - summary.first_step;
-    println!(
-        "trained {} steps in {:.1} s: {:.0} tokens/s on {} thread(s), {} scheduler",
-        trained,
-        summary.secs,
-        summary.tokens_per_s,
-        trainer.threads(),
-        match trainer.scheduler() {
-            Scheduler::LockFree => "lock-free",
-            Scheduler::Barrier => "barrier",
-        }
-    );
-    let utilization = trainer.totals().utilization();
-    println!(
-        "worker utilization (busy / wall): {}",
-        utilization
-            .iter()
-            .enumerate()
-            .map(|(w, u)| match w.checked_sub(trainer.workers()) {
-                None => format!("worker {w} {:.1}%", 100.0 * u),
-                Some(h) => format!("helper {h} {:.1}%", 100.0 * u),
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    );
-    if let Some(val) = outcome.last_val {
+    // One of several MPI processes, or the only process.
+    match super::dist::world(cfg.micro_batches)? {
+        None => run.single(state),
+        Some(world) => run.rank(state, world),
+    }
+}
+
+/// A `cllm train` run whose configuration, cadence and data are settled.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    cfg: TrainConfig,
+    cadence: Cadence,
+    stop: u64,
+    out: PathBuf,
+    corpus: Corpus,
+    entropy: Option<f64>,
+    isa: Isa,
+    isa_source: IsaSource,
+}
+
+impl Run<'_> {
+    /// The only process: the threaded trainer.
+    fn single(self, state: TrainState) -> Result<()> {
+        self.check_out()?;
+        let args = self.args;
+        let mut trainer =
+            Trainer::with_scheduler(self.cfg, state, args.threads, args.scheduler.into())
+                .context("setting up the trainer")?;
+        self.print_header(trainer.layout().len(), trainer.step_count(), None);
+        let outcome = self.drive(&mut trainer, true)?;
+        let summary = &outcome.summary;
         println!(
-            "validation loss {val:.4} nats/byte ({:.3} bits/byte){}",
-            bits_per_byte(val as f64),
-            entropy.map_or(String::new(), |h| format!(
-                "; entropy floor {h:.4} ({:.3} bits/byte)",
+            "trained {} steps in {:.1} s: {:.0} tokens/s on {} thread(s), {} scheduler",
+            summary.step - summary.first_step,
+            summary.secs,
+            summary.tokens_per_s,
+            trainer.threads(),
+            match trainer.scheduler() {
+                Scheduler::LockFree => "lock-free",
+                Scheduler::Barrier => "barrier",
+            }
+        );
+        let utilization = trainer.totals().utilization();
+        println!(
+            "worker utilization (busy / wall): {}",
+            utilization
+                .iter()
+                .enumerate()
+                .map(|(w, u)| match w.checked_sub(trainer.workers()) {
+                    None => format!("worker {w} {:.1}%", 100.0 * u),
+                    Some(h) => format!("helper {h} {:.1}%", 100.0 * u),
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
+        self.finish(&outcome)
+    }
+
+    /// One rank of a data-parallel run: every rank trains, rank 0 prints and writes.
+    /// Any failure on this rank after the group exists is reported to the group
+    /// (which ends every rank) before it is returned.
+    fn rank<T: Transport>(self, state: TrainState, mut world: T) -> Result<()> {
+        let (rank, ranks) = (world.rank(), world.size());
+        let writer = rank == 0;
+        let agreed = (|| {
+            if writer {
+                self.check_out()?;
+            }
+            let items = [
+                (
+                    "arguments",
+                    super::dist::fingerprint_json(&(&self.cfg, &self.cadence, self.stop))?,
+                ),
+                (
+                    "data",
+                    token_fingerprint(&self.corpus.train, &self.corpus.val),
+                ),
+                ("state", state_fingerprint(&state)),
+            ];
+            super::dist::agree(&mut world, &items)
+        })();
+        if let Err(e) = agreed {
+            world.fail(&format!("{e:#}"));
+            return Err(e);
+        }
+        let mut trainer = match RankTrainer::new(self.cfg, state, self.args.threads, world) {
+            Ok(t) => t,
+            // The group learns of it when this rank's transport is dropped or aborts.
+            Err(e) => return Err(e).context(format!("rank {rank} of {ranks}: setting up")),
+        };
+        if writer {
+            self.print_header(
+                cllm::model::ParamLayout::new(&self.cfg.model).len(),
+                trainer.step_count(),
+                Some((ranks, trainer.threads())),
+            );
+        }
+        let outcome = self
+            .drive(&mut trainer, writer)
+            .with_context(|| format!("rank {rank} of {ranks}"))?;
+        if !writer {
+            return Ok(());
+        }
+        let summary = &outcome.summary;
+        let comm = trainer.comm_stats();
+        let per_step = |x: f64| x / comm.steps.max(1) as f64;
+        println!(
+            "trained {} steps in {:.1} s: {:.0} tokens/s on {ranks} rank(s) x {} thread(s)",
+            summary.step - summary.first_step,
+            summary.secs,
+            summary.tokens_per_s,
+            trainer.threads(),
+        );
+        println!(
+            "communication (rank 0): {:.1} KiB sent per step, {:.2} ms per step in collectives",
+            per_step(comm.bytes_sent as f64) / 1024.0,
+            per_step(comm.time.as_secs_f64()) * 1e3,
+        );
+        self.finish(&outcome)
+    }
+
+    /// The output directory must be new, empty or an earlier cllm run's.
+    fn check_out(&self) -> Result<()> {
+        let out = &self.out;
+        let kind =
+            checkpoint::check_out_dir(out).with_context(|| format!("--out {}", out.display()))?;
+        if kind == OutDir::Cllm && self.args.resume.is_none() {
+            eprintln!("note: replacing the earlier cllm run in {}", out.display());
+        }
+        Ok(())
+    }
+
+    fn print_header(&self, n_params: usize, at: u64, ranks: Option<(usize, usize)>) {
+        let (cfg, corpus) = (&self.cfg, &self.corpus);
+        let files = match corpus.n_files {
+            0 => String::new(),
+            n => format!(" from {n} file(s)"),
+        };
+        println!(
+            "cllm train: {} ({} train / {} validation bytes{files})",
+            corpus.source,
+            corpus.train.len(),
+            corpus.val.len(),
+        );
+        println!(
+            "model: {} layers, width {}, {} heads, context {}, vocab {} ({:.2}M parameters); \
+             batch {} x {} micro-batches x {} tokens; {} steps{}",
+            cfg.model.n_layer,
+            cfg.model.n_embd,
+            cfg.model.n_head,
+            cfg.model.n_positions,
+            cfg.model.vocab_size,
+            n_params as f64 / 1e6,
+            cfg.batch,
+            cfg.micro_batches,
+            cfg.seq,
+            cfg.steps,
+            match at {
+                0 => String::new(),
+                s => format!(", resuming at step {s}"),
+            }
+        );
+        if let Some((ranks, threads)) = ranks {
+            println!(
+                "data-parallel: {ranks} rank(s) x {threads} thread(s), each rank computing \
+                 {} of the {} micro-batches (the same bits as one process)",
+                if cfg.micro_batches % ranks == 0 {
+                    (cfg.micro_batches / ranks).to_string()
+                } else {
+                    format!(
+                        "{} or {}",
+                        cfg.micro_batches / ranks,
+                        cfg.micro_batches / ranks + 1
+                    )
+                },
+                cfg.micro_batches
+            );
+        }
+        println!(
+            "isa: {} ({}, {}; every path gives the same bits)",
+            self.isa,
+            describe_isa(self.isa),
+            self.isa_source.describe()
+        );
+        if let Some(h) = self.entropy {
+            println!(
+                "the corpus's entropy rate is {h:.4} nats/byte ({:.3} bits/byte): the floor no model can beat",
                 bits_per_byte(h)
-            ))
-        );
-    }
-    // The writing process with an output directory gets all three paths.
-    let (Some(ckpt), Some(metrics), Some(plot)) =
-        (&outcome.checkpoint, &outcome.metrics, &outcome.plot)
-    else {
-        bail!("the run driver wrote no checkpoint into {}", out.display());
-    };
-    println!("checkpoint: {}", ckpt.display());
-    if outcome.interrupted() {
-        return Err(Interrupted {
-            step: summary.step,
-            checkpoint: ckpt.display().to_string(),
-            out: out.display().to_string(),
+            );
         }
-        .into());
     }
-    println!("metrics: {}  plot: {}", metrics.display(), plot.display());
-    if cadence.sample_tokens > 0 {
-        let text = generate(
-            &cfg.model,
-            &outcome.state.params,
-            &[],
-            cadence.sample_tokens,
-            0.8,
-            cfg.seed,
-        )?;
-        println!(
-            "sample (temperature 0.8):\n{}",
-            ByteTokenizer::decode(&text)
-        );
+
+    /// Drive `engine` to the stop step; `show`: this process prints progress.
+    fn drive<E: Engine>(&self, engine: &mut E, show: bool) -> Result<Outcome> {
+        let interrupt = interrupt_flag();
+        let train: Arc<[u32]> = self.corpus.train.clone().into();
+        let plan = RunPlan {
+            val: Some(&self.corpus.val),
+            out: Some(self.out.clone()),
+            cadence: self.cadence,
+            entropy: self.entropy,
+            isa: self.isa,
+            ..RunPlan::new(&train, self.stop)
+        };
+        let bar = match show {
+            true => progress_bar(self.cfg.steps, engine.step_count()),
+            false => ProgressBar::hidden(),
+        };
+        let mut progress = Progress {
+            bar,
+            entropy: self.entropy,
+            show,
+        };
+        Ok(drive(engine, &plan, &interrupt, &mut progress)?)
     }
-    Ok(())
+
+    /// The writing process's last lines: validation loss, files, the sample.
+    fn finish(&self, outcome: &Outcome) -> Result<()> {
+        let entropy = self.entropy;
+        if let Some(val) = outcome.last_val {
+            println!(
+                "validation loss {val:.4} nats/byte ({:.3} bits/byte){}",
+                bits_per_byte(val as f64),
+                entropy.map_or(String::new(), |h| format!(
+                    "; entropy floor {h:.4} ({:.3} bits/byte)",
+                    bits_per_byte(h)
+                ))
+            );
+        }
+        let out = &self.out;
+        // The writing process with an output directory gets all three paths.
+        let (Some(ckpt), Some(metrics), Some(plot)) =
+            (&outcome.checkpoint, &outcome.metrics, &outcome.plot)
+        else {
+            bail!("the run driver wrote no checkpoint into {}", out.display());
+        };
+        println!("checkpoint: {}", ckpt.display());
+        if outcome.interrupted() {
+            return Err(Interrupted {
+                step: outcome.summary.step,
+                checkpoint: ckpt.display().to_string(),
+                out: out.display().to_string(),
+            }
+            .into());
+        }
+        println!("metrics: {}  plot: {}", metrics.display(), plot.display());
+        if self.cadence.sample_tokens > 0 {
+            let text = generate(
+                &self.cfg.model,
+                &outcome.state.params,
+                &[],
+                self.cadence.sample_tokens,
+                0.8,
+                self.cfg.seed,
+            )?;
+            println!(
+                "sample (temperature 0.8):\n{}",
+                ByteTokenizer::decode(&text)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The launch agreement's fingerprint of the token streams (training, then validation).
+fn token_fingerprint(train: &[u32], val: &[u32]) -> u64 {
+    let mut h = Fnv1a::new();
+    for part in [train, val] {
+        h.write(&(part.len() as u64).to_le_bytes());
+        let bytes: Vec<u8> = part.iter().flat_map(|t| t.to_le_bytes()).collect();
+        h.write(&bytes);
+    }
+    h.finish()
+}
+
+/// The launch agreement's fingerprint of a starting state (its weights, moments, step
+/// and sampler position): every rank must resume the same checkpoint.
+fn state_fingerprint(state: &TrainState) -> u64 {
+    let mut h = Fnv1a::new();
+    for xs in [&state.params, &state.opt.m, &state.opt.v] {
+        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        h.write(&bytes);
+    }
+    h.write(&state.opt.t.to_le_bytes());
+    h.write(&state.step.to_le_bytes());
+    h.write(format!("{:?}", state.sampler).as_bytes());
+    h.finish()
 }
 
 /// What `cllm train` shows while the driver runs: the progress bar (on a terminal) and
@@ -392,6 +558,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 struct Progress {
     bar: ProgressBar,
     entropy: Option<f64>,
+    /// This process prints (the only process, or rank 0).
+    show: bool,
 }
 
 impl Observer for Progress {
@@ -404,6 +572,9 @@ impl Observer for Progress {
     }
 
     fn on_eval(&mut self, e: &Evaluation) {
+        if !self.show {
+            return;
+        }
         let floor = self
             .entropy
             .map_or(String::new(), |h| format!(" (floor {h:.3})"));

@@ -6,7 +6,10 @@
 //! that move the bytes. Must never touch files or the CLI (the run driver does), and
 //! never let the number of ranks, or which rank answers first, change a number.
 
+pub mod launch;
 pub mod memory;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod plan;
 pub mod rank;
 pub mod transport;
