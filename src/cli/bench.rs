@@ -2,7 +2,9 @@
 //! under both schedulers, on one or more instruction-set paths, and report tokens/s,
 //! speedup over one thread, per-worker utilization and resident memory (and the
 //! tokens/s ratio between the paths); write the table as JSON and a scaling plot.
-//! Every configuration must end in bitwise identical weights.
+//! Every configuration must end in bitwise identical weights. Started by `mpirun` (a
+//! build with the `mpi` feature), it measures the shape on every rank instead and
+//! reports the bytes each step sends and the time spent in collectives.
 //! Must never be used to decide a test (timings are for people, never pass/fail),
 //! and never implement training itself.
 
@@ -10,6 +12,7 @@ use super::{isa_from_env, load_corpus, parse_isa};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cllm::data::ByteTokenizer;
+use cllm::dist::{RankTrainer, Transport};
 use cllm::isa::Isa;
 use cllm::model::GptConfig;
 use cllm::train::driver::{drive, Cadence, RunPlan};
@@ -36,7 +39,8 @@ pub struct BenchArgs {
     /// Unmeasured steps first (page faults, caches, thread start-up).
     #[arg(long, default_value_t = 3)]
     pub warmup: u64,
-    /// Measure 1..=this many threads [default: the number of cores].
+    /// Measure 1..=this many threads [default: the number of cores]. Under mpirun
+    /// (a build with the `mpi` feature): the threads of every rank [default: 1].
     #[arg(long)]
     pub max_threads: Option<usize>,
     /// Micro-batches per step; the step's sequences are split evenly between them
@@ -81,7 +85,13 @@ struct Row {
 
 /// Run `cllm bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let max_threads = args.max_threads.unwrap_or_else(super::default_threads);
+    // Under an MPI launcher every rank needs a micro-batch of its own too.
+    let ranks = cllm::dist::launch::launched_ranks().unwrap_or(1);
+    let max_threads = match (args.max_threads, ranks) {
+        (Some(n), _) => n,
+        (None, 1) => super::default_threads(),
+        (None, _) => 1,
+    };
     if max_threads == 0 || args.steps == 0 {
         bail!("--max-threads and --steps must be at least 1");
     }
@@ -91,7 +101,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Shape::M => (4, 256, 8, 128, 8),
     };
     let micro_batches = args.micro_batches.unwrap_or_else(|| {
-        (max_threads..=sequences)
+        (max_threads * ranks..=sequences)
             .find(|m| sequences % m == 0)
             .unwrap_or(sequences)
     });
@@ -124,6 +134,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     cfg.validate()?;
     let (corpus, _) = load_corpus(None)?;
     let train: Arc<[u32]> = corpus.train.into();
+    if let Some(world) = super::dist::world(micro_batches)? {
+        return rank_bench(&args, &cfg, &train, max_threads, world);
+    }
     println!(
         "cllm bench: shape {:?} ({layers} layers, width {width}, {heads} heads, context {context}), \
          {sequences} sequences per step as {micro_batches} micro-batches of {}; \
@@ -246,6 +259,87 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
     write_outputs(&args, &cfg, &isas, &rows)
+}
+
+/// `cllm bench` as one rank of an MPI run: the shape on every rank with `threads`
+/// threads each, through the run driver; rank 0 reports tokens/s, the bytes it sent
+/// per step and its time in collectives, and writes them to bench.json.
+fn rank_bench<T: Transport>(
+    args: &BenchArgs,
+    cfg: &TrainConfig,
+    train: &Arc<[u32]>,
+    threads: usize,
+    world: T,
+) -> Result<()> {
+    let (rank, ranks) = (world.rank(), world.size());
+    let isa = match isas(&args.isa)?.as_slice() {
+        [isa] => *isa,
+        _ => bail!("under mpirun, cllm bench measures one instruction-set path (--isa NAME)"),
+    };
+    cllm::isa::select(isa).context("selecting the instruction-set path")?;
+    let total = args.warmup + args.steps;
+    let state = TrainState::initial(cfg)?;
+    let mut trainer = RankTrainer::new(*cfg, state, threads, world)
+        .with_context(|| format!("rank {rank} of {ranks}: setting up"))?;
+    let plan = |stop| RunPlan {
+        cadence: Cadence {
+            eval_every: u64::MAX,
+            checkpoint_every: 0,
+            ..Cadence::default()
+        },
+        isa,
+        ..RunPlan::new(train, stop)
+    };
+    let never = AtomicBool::new(false);
+    if args.warmup > 0 {
+        drive(&mut trainer, &plan(args.warmup), &never, &mut ())
+            .with_context(|| format!("rank {rank} of {ranks}: warm-up"))?;
+    }
+    let before = trainer.comm_stats();
+    let outcome = drive(&mut trainer, &plan(total), &never, &mut ())
+        .with_context(|| format!("rank {rank} of {ranks}: measured run"))?;
+    if rank != 0 {
+        return Ok(());
+    }
+    let after = trainer.comm_stats();
+    let steps = (after.steps - before.steps).max(1) as f64;
+    let secs = outcome.summary.secs;
+    let tokens_per_s = (args.steps as usize * cfg.tokens_per_step()) as f64 / secs;
+    let sent = (after.bytes_sent - before.bytes_sent) as f64 / steps;
+    let comm = (after.time - before.time).as_secs_f64() / steps;
+    let step_time = secs / steps;
+    println!(
+        "cllm bench (MPI): shape {:?}, {ranks} rank(s) x {} thread(s), {} micro-batches of {}; \
+         {} measured steps after {} warm-up; isa {isa}",
+        args.shape,
+        trainer.threads(),
+        cfg.micro_batches,
+        cfg.batch,
+        args.steps,
+        args.warmup,
+    );
+    println!(
+        "tokens/s {tokens_per_s:.0}; rank 0 sent {:.1} KiB per step; {:.2} ms per step in \
+         collectives ({:.1}% of the {:.2} ms step, waiting for the slowest rank included)",
+        sent / 1024.0,
+        comm * 1e3,
+        100.0 * comm / step_time,
+        step_time * 1e3,
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let json_path = args.out.join("bench.json");
+    let doc = json!({
+        "shape": format!("{:?}", args.shape), "config": cfg, "steps": args.steps,
+        "warmup": args.warmup, "isa": isa.name(), "ranks": ranks,
+        "threads_per_rank": trainer.threads(), "tokens_per_s": tokens_per_s,
+        "bytes_sent_per_step_rank0": sent, "comm_seconds_per_step_rank0": comm,
+        "step_seconds": step_time,
+    });
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    println!("wrote {}", json_path.display());
+    Ok(())
 }
 
 // ---- helpers --------------------------------------------------------------------

@@ -561,8 +561,14 @@ pub fn f32_bytes(xs: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Append `xs` as little-endian bytes (sized once, then filled in 4-byte chunks,
+/// which compiles to a plain copy on little-endian machines).
 fn put_f32s(out: &mut Vec<u8>, xs: &[f32]) {
-    out.extend(xs.iter().flat_map(|x| x.to_le_bytes()));
+    let start = out.len();
+    out.resize(start + xs.len() * 4, 0);
+    for (c, x) in out[start..].chunks_exact_mut(4).zip(xs) {
+        c.copy_from_slice(&x.to_le_bytes());
+    }
 }
 
 /// Decode little-endian `f32`s into `out`; false if the length does not match.
