@@ -6,7 +6,9 @@
 //! and plain `cargo test` runs it too. Besides the protocols and the trainer: an
 //! `Event<Std>` token ring handing plain data along (the production wait cell, fences
 //! and parking), and the step protocol on `Std` with a panic or error in a hook
-//! (`tests/step_faults`). Prints `N passed, 0 failed`; exits 1 on failure.
+//! (`tests/step_faults`), and the cross-rank in-memory transport (`MemoryTransport<Std>`,
+//! many rounds) and a data-parallel run of `RankTrainer`s on it. Prints
+//! `N passed, 0 failed`; exits 1 on failure.
 
 use common::watchdog;
 
@@ -315,6 +317,122 @@ fn step_faults_on_std(fault: step_faults::Fault, runs: usize) {
     }
 }
 
+/// What rank `from` sends rank `to` in round `round` of `memory_transport`: empty for a
+/// quarter of the (round, from, to), else the round and both ranks, so a message from
+/// another round or rank is seen.
+fn dist_message(round: usize, from: usize, to: usize) -> Vec<u8> {
+    if (round + from + to) % 4 == 0 {
+        return Vec::new();
+    }
+    let mut m = (round as u64).to_le_bytes().to_vec();
+    m.extend([from as u8, to as u8]);
+    m
+}
+
+/// `ranks` std threads over `MemoryTransport<Std>` (production spin limits) run
+/// `rounds` collectives, all-to-all and all-gather alternately: every message received
+/// is exactly the one sent, in every round (the double-buffered mailboxes are reused
+/// every other round while slower ranks may still read the previous one).
+fn memory_transport(ranks: usize, rounds: usize) {
+    use cllm::dist::{MemoryTransport, Transport};
+    let handles: Vec<_> = MemoryTransport::<cllm::sync::Std>::group(ranks)
+        .into_iter()
+        .map(|mut t| {
+            std::thread::spawn(move || {
+                let (me, r) = (t.rank(), t.size());
+                for k in 0..rounds {
+                    if k % 2 == 0 {
+                        let send: Vec<Vec<u8>> = (0..r).map(|q| dist_message(k, me, q)).collect();
+                        let got = t.all_to_all(&send).expect("all-to-all");
+                        for (p, m) in got.iter().enumerate() {
+                            assert_eq!(m, &dist_message(k, p, me), "rank {me} round {k}");
+                        }
+                    } else {
+                        let got = t.all_gather(&dist_message(k, me, me)).expect("all-gather");
+                        for (p, m) in got.iter().enumerate() {
+                            assert_eq!(m, &dist_message(k, p, p), "rank {me} round {k}");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a rank panicked");
+    }
+}
+
+/// `ranks` `RankTrainer`s of `threads` threads each (std threads over
+/// `MemoryTransport<Std>`) train `steps` steps: every rank's losses and final weights
+/// equal the single-process reference (`Trainer::step`) bitwise.
+fn rank_training(ranks: usize, threads: usize, steps: u64) {
+    use cllm::data::{Corpus, MarkovSource};
+    use cllm::dist::{MemoryTransport, RankTrainer};
+    use cllm::model::GptConfig;
+    use cllm::train::optim::AdamWConfig;
+    use cllm::train::schedule::Schedule;
+    use cllm::train::trainer::{TrainConfig, TrainState, Trainer};
+    let cfg = TrainConfig {
+        model: GptConfig {
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 16,
+            n_positions: 8,
+            vocab_size: 256,
+        },
+        batch: 2,
+        micro_batches: 7,
+        seq: 8,
+        steps,
+        schedule: Schedule {
+            max_lr: 1e-2,
+            min_lr: 1e-3,
+            warmup: 1,
+            total: steps,
+        },
+        adamw: AdamWConfig::default(),
+        grad_clip: 1.0,
+        seed: 9,
+    };
+    let source = MarkovSource::new(3, 1, 0.3).expect("source");
+    let corpus =
+        Corpus::from_bytes(&source.generate(5_000, 4), "tsan".into(), 0.1).expect("corpus");
+    let train: std::sync::Arc<[u32]> = corpus.train.clone().into();
+    let init = TrainState::initial(&cfg).expect("init");
+    let mut reference = Trainer::new(cfg, init.clone()).expect("trainer");
+    let want_losses: Vec<u32> = (0..steps)
+        .map(|_| reference.step(&train).expect("finite step").loss.to_bits())
+        .collect();
+    let want: Vec<u32> = reference
+        .into_state()
+        .params
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    let handles: Vec<_> = MemoryTransport::<cllm::sync::Std>::group(ranks)
+        .into_iter()
+        .map(|transport| {
+            let (init, train) = (init.clone(), std::sync::Arc::clone(&train));
+            std::thread::spawn(move || {
+                let mut rank = RankTrainer::new(cfg, init, threads, transport).expect("rank");
+                let mut losses = Vec::new();
+                rank.run(&train, steps, &mut |s| {
+                    losses.push(s.loss.to_bits());
+                    true
+                })
+                .expect("finite run");
+                let params: Vec<u32> = rank.params().iter().map(|x| x.to_bits()).collect();
+                (losses, params)
+            })
+        })
+        .collect();
+    for (r, h) in handles.into_iter().enumerate() {
+        let (losses, params) = h.join().expect("a rank panicked");
+        assert_eq!(losses, want_losses, "rank {r}: losses equal single-process");
+        assert!(params == want, "rank {r}: weights equal single-process");
+    }
+}
+
 /// A named stress scenario.
 type Scenario = (&'static str, Box<dyn Fn()>);
 
@@ -377,6 +495,18 @@ fn main() {
             }),
         ),
         (
+            "memory transport 3 ranks, 3000 rounds",
+            Box::new(|| memory_transport(3, 3_000)),
+        ),
+        (
+            "memory transport 2 ranks, 5000 rounds",
+            Box::new(|| memory_transport(2, 5_000)),
+        ),
+        (
+            "rank trainers 3 ranks x 2 threads, 3 steps",
+            Box::new(|| rank_training(3, 2, 3)),
+        ),
+        (
             "training lock-free 4 threads, 10 steps",
             Box::new(|| training(4, 8, 10, cllm::train::trainer::Scheduler::LockFree)),
         ),
@@ -389,8 +519,14 @@ fn main() {
             Box::new(|| training(4, 8, 10, cllm::train::trainer::Scheduler::Barrier)),
         ),
     ];
+    // An optional argument keeps only the scenarios whose name contains it
+    // (`cargo test --test tsan_stress -- "memory transport"`).
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);
     for (name, scenario) in scenarios {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario)) {
             Ok(()) => {
                 println!("ok      {name}");
