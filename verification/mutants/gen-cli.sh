@@ -2,8 +2,6 @@
 # by regenerate.sh; `gen ID FILE EXPR`). Each one is killed only by the tests and
 # scripts that check resuming (tests/cli.rs, the report unit tests) or by
 # verification/lsan.sh; catalogue-cli.tsv names them.
-gen cli-checkpoint-every-not-restored src/cli/train.rs 's/\n\s*\.or\(saved\.checkpoint_every\)//'
 gen cli-metrics-not-cut-at-resume src/train/report.rs 's/\n\s*kept\.retain\(\|\(_, _, s\)\| \*s <= step\);//'
 gen cli-torn-line-kept src/train/report.rs 's/let bytes = bytes\.collect\(\);/let bytes = bytes.chain(rest.iter().copied()).collect();/'
-gen cli-failed-start-leaves-output src/cli/train.rs 's/if let Some\(path\) = self\.remove\.take\(\) \{/if let Some(path) = self.remove.take().filter(|_| false) {/'
 gen cli-leak-moments-per-checkpoint src/train/checkpoint.rs 's/(atomic_write\(&tmp\.join\(STATE_TENSORS_FILE\), &bytes\)\?;\n)/$1    std::mem::forget(moments);\n/'
