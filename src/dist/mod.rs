@@ -17,4 +17,4 @@ pub mod transport;
 pub use memory::MemoryTransport;
 pub use plan::Plan;
 pub use rank::{CommStats, RankTrainer};
-pub use transport::{CommError, Transport};
+pub use transport::{Blocks, CommError, Transport};

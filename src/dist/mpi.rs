@@ -17,7 +17,7 @@
 //! Either way no rank waits forever. A message count or total over `i32::MAX` bytes
 //! (MPI's `int` counts) is refused with [`CommError::Transport`] before any call.
 
-use super::transport::{CommError, Transport};
+use super::transport::{Blocks, CommError, Transport};
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::environment::Universe;
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -100,19 +100,11 @@ fn buffer(len: usize) -> Vec<u8> {
     buf
 }
 
-/// Splits `buf` into the blocks `counts` describe (consecutive, from offset 0).
-fn split(buf: &[u8], counts: &[Count]) -> Vec<Vec<u8>> {
-    let mut at = 0;
-    counts
-        .iter()
-        .map(|&c| {
-            // Non-negative and within `buf`: checked by `displs` before the call.
-            let n = c as usize;
-            let block = buf[at..at + n].to_vec();
-            at += n;
-            block
-        })
-        .collect()
+/// The received buffer as [`Blocks`] (displacements checked by `displs`).
+fn blocks(buf: Vec<u8>, displs: &[Count], total: usize) -> Blocks {
+    let mut offsets: Vec<usize> = displs.iter().map(|&d| d as usize).collect();
+    offsets.push(total);
+    Blocks { buf, offsets }
 }
 
 impl Transport for MpiTransport {
@@ -125,41 +117,51 @@ impl Transport for MpiTransport {
     }
 
     fn all_to_all(&mut self, send: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, CommError> {
-        if send.len() != self.size {
+        let flat = Blocks::from_parts(send);
+        let counts: Vec<usize> = send.iter().map(Vec::len).collect();
+        Ok(self.all_to_all_flat(&flat.buf, &counts)?.into_parts())
+    }
+
+    fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        Ok(self.all_gather_flat(local)?.into_parts())
+    }
+
+    fn all_to_all_flat(&mut self, send: &[u8], counts: &[usize]) -> Result<Blocks, CommError> {
+        if counts.len() != self.size || counts.iter().sum::<usize>() != send.len() {
             return Err(CommError::Transport(format!(
-                "rank {}: all_to_all given {} messages for {} ranks",
+                "rank {}: all_to_all given {} bytes in {} counts for {} ranks",
                 self.rank,
                 send.len(),
+                counts.len(),
                 self.size
             )));
         }
-        let send_counts = send
+        let send_counts = counts
             .iter()
-            .map(|m| self.count(m.len(), "an all-to-all message"))
+            .map(|&c| self.count(c, "an all-to-all message"))
             .collect::<Result<Vec<Count>, _>>()?;
-        let (send_displs, send_total) = self.displs(&send_counts, "the all-to-all send total")?;
+        let (send_displs, _) = self.displs(&send_counts, "the all-to-all send total")?;
         // Every rank learns what each peer will send it (one count per pair).
         let mut recv_counts: Vec<Count> = vec![0; self.size];
         self.world
             .all_to_all_into(&send_counts[..], &mut recv_counts[..]);
         let (recv_displs, recv_total) =
             self.displs(&recv_counts, "the all-to-all receive total")?;
-        let mut send_buf = buffer(0);
-        send_buf.reserve(send_total);
-        for m in send {
-            send_buf.extend_from_slice(m);
-        }
+        // An empty `send` would point at address 1 (MPI_IN_PLACE): send from a real
+        // allocation instead.
+        let empty = buffer(0);
+        let send = if send.is_empty() { &empty[..] } else { send };
         let mut recv_buf = buffer(recv_total);
         {
-            let sent = Partition::new(&send_buf[..], &send_counts[..], &send_displs[..]);
+            let sent = Partition::new(send, &send_counts[..], &send_displs[..]);
             let mut received =
                 PartitionMut::new(&mut recv_buf[..], &recv_counts[..], &recv_displs[..]);
             self.world.all_to_all_varcount_into(&sent, &mut received);
         }
-        Ok(split(&recv_buf, &recv_counts))
+        Ok(blocks(recv_buf, &recv_displs, recv_total))
     }
 
-    fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+    fn all_gather_flat(&mut self, local: &[u8]) -> Result<Blocks, CommError> {
         let mine = self.count(local.len(), "an all-gather contribution")?;
         let mut counts: Vec<Count> = vec![0; self.size];
         self.world.all_gather_into(&mine, &mut counts[..]);
@@ -173,7 +175,7 @@ impl Transport for MpiTransport {
             let mut gathered = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
             self.world.all_gather_varcount_into(local, &mut gathered);
         }
-        Ok(split(&buf, &counts))
+        Ok(blocks(buf, &displs, total))
     }
 
     fn fail(&mut self, why: &str) {

@@ -30,7 +30,7 @@
 //! sampler's, the decision's) are returned on every rank without it.
 
 use super::plan::{combine, Plan};
-use super::transport::{CommError, Transport};
+use super::transport::{Blocks, CommError, Transport};
 use crate::data::Sampler;
 use crate::model::{self, ParamLayout, TrainingContext};
 use crate::segments::reduce::pairwise_sum_into;
@@ -238,7 +238,7 @@ impl<T: Transport> RankTrainer<T> {
     /// Collective: whether `stop` is true on any rank.
     pub fn agree(&mut self, stop: bool) -> Result<bool, TrainError> {
         let all = self.gather(&[stop as u8]).map_err(|e| self.comm_error(e))?;
-        Ok(all.iter().any(|b| b.first() == Some(&1)))
+        Ok((0..all.len()).any(|p| all.block(p).first() == Some(&1)))
     }
 
     /// Collective: the whole training state (the moments gathered from every shard).
@@ -252,8 +252,8 @@ impl<T: Transport> RankTrainer<T> {
         let v = self
             .gather(&f32_bytes(&self.v))
             .map_err(|e| self.comm_error(e))?;
-        for (p, (m, v)) in m.iter().zip(&v).enumerate() {
-            let shard = self.plan.shard(p);
+        for p in 0..self.plan.ranks() {
+            let (m, v, shard) = (m.block(p), v.block(p), self.plan.shard(p));
             let ok = read_f32s(m, &mut opt.m[shard.clone()]) && read_f32s(v, &mut opt.v[shard]);
             if !ok {
                 let e = CommError::Malformed {
@@ -332,31 +332,25 @@ impl<T: Transport> RankTrainer<T> {
         }
         // 4. Reduce-scatter: node sums restricted to each rank's shard.
         let ranks = self.plan.ranks();
-        let send: Vec<Vec<u8>> = (0..ranks)
-            .map(|q| {
-                let shard = self.plan.shard(q);
-                let mut msg = Vec::with_capacity(sums.len() * shard.len() * 4);
-                for sum in &sums {
-                    put_f32s(&mut msg, &sum[shard.clone()]);
-                }
-                msg
-            })
-            .collect();
+        let mut send = Vec::with_capacity(sums.len() * self.params.len() * 4);
+        let mut counts = Vec::with_capacity(ranks);
+        for q in 0..ranks {
+            let (before, shard) = (send.len(), self.plan.shard(q));
+            for sum in &sums {
+                put_f32s(&mut send, &sum[shard.clone()]);
+            }
+            counts.push(send.len() - before);
+        }
         drop(sums);
-        let sent = send
-            .iter()
-            .enumerate()
-            .filter(|(q, _)| *q != self.rank)
-            .map(|(_, m)| m.len())
-            .sum();
+        let sent = send.len() - counts[self.rank];
         let recv = timed(&mut self.comm, sent, &mut self.transport, |t| {
-            t.all_to_all(&send)
+            t.all_to_all_flat(&send, &counts)
         })
         .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         let shard = self.plan.shard(self.rank);
         let mut received: Vec<(Range<usize>, Vec<f32>)> = Vec::new();
-        for (p, msg) in recv.iter().enumerate() {
-            let nodes = self.plan.nodes(p);
+        for p in 0..ranks {
+            let (msg, nodes) = (recv.block(p), self.plan.nodes(p));
             if msg.len() != nodes.len() * shard.len() * 4 {
                 let what = format!(
                     "{} bytes of node sums, expected {} nodes x {} floats",
@@ -402,8 +396,8 @@ impl<T: Transport> RankTrainer<T> {
             .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         let mut losses = vec![0.0f32; cfg.micro_batches];
         let mut all_blocks = Vec::with_capacity(self.params.len().div_ceil(NORM_BLOCK));
-        for (p, msg) in all.iter().enumerate() {
-            let slots = self.plan.slots(p);
+        for p in 0..ranks {
+            let (msg, slots) = (all.block(p), self.plan.slots(p));
             let n_blocks = self.plan.shard(p).len().div_ceil(NORM_BLOCK);
             let (l, b) = msg.split_at(msg.len().min(slots.len() * 4));
             if !read_f32s(l, &mut losses[slots]) || b.len() != n_blocks * 8 {
@@ -438,8 +432,8 @@ impl<T: Transport> RankTrainer<T> {
         let all = self
             .gather(&mine)
             .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
-        for (p, msg) in all.iter().enumerate() {
-            let shard = self.plan.shard(p);
+        for p in 0..ranks {
+            let (msg, shard) = (all.block(p), self.plan.shard(p));
             if !read_f32s(msg, &mut self.params[shard]) {
                 let what = "updated weights of the wrong length".to_string();
                 return Err(Failure::Local(comm_error(
@@ -514,10 +508,10 @@ impl<T: Transport> RankTrainer<T> {
         })
     }
 
-    fn gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+    fn gather(&mut self, local: &[u8]) -> Result<Blocks, CommError> {
         let sent = local.len() * (self.plan.ranks() - 1);
         timed(&mut self.comm, sent, &mut self.transport, |t| {
-            t.all_gather(local)
+            t.all_gather_flat(local)
         })
     }
 

@@ -40,7 +40,54 @@ pub enum CommError {
     Transport(String),
 }
 
+/// Messages from every rank in one buffer: rank `p`'s is [`Blocks::block`]`(p)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blocks {
+    /// Every message, in rank order, back to back.
+    pub buf: Vec<u8>,
+    /// `offsets[p]..offsets[p + 1]` is rank `p`'s message (one more entry than ranks).
+    pub offsets: Vec<usize>,
+}
+
+impl Blocks {
+    /// Messages laid out back to back with lengths `lens`.
+    pub fn from_parts(parts: &[Vec<u8>]) -> Blocks {
+        let mut offsets = Vec::with_capacity(parts.len() + 1);
+        offsets.push(0);
+        let mut buf = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for p in parts {
+            buf.extend_from_slice(p);
+            offsets.push(buf.len());
+        }
+        Blocks { buf, offsets }
+    }
+
+    /// Rank `p`'s message.
+    pub fn block(&self, p: usize) -> &[u8] {
+        &self.buf[self.offsets[p]..self.offsets[p + 1]]
+    }
+
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// No messages.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every message as its own buffer.
+    pub fn into_parts(self) -> Vec<Vec<u8>> {
+        (0..self.len()).map(|p| self.block(p).to_vec()).collect()
+    }
+}
+
 /// The collectives of the cross-rank step (see the module doc for the contract).
+///
+/// The `_flat` forms carry the same collectives with every message in one buffer
+/// (what MPI moves without a copy); by default they go through the per-message forms,
+/// and a transport that moves flat buffers natively overrides them.
 pub trait Transport {
     /// This rank's index, `0..size()`.
     fn rank(&self) -> usize;
@@ -53,6 +100,37 @@ pub trait Transport {
     /// Every rank contributes `local` (any length); returns every rank's contribution,
     /// indexed by rank.
     fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError>;
+    /// [`Transport::all_to_all`] with the messages back to back in `send`: the one to
+    /// rank `q` is the `q`-th run of `counts[q]` bytes (`counts.len() == size()`, their
+    /// sum `send.len()`).
+    fn all_to_all_flat(&mut self, send: &[u8], counts: &[usize]) -> Result<Blocks, CommError> {
+        if counts.len() != self.size() || counts.iter().sum::<usize>() != send.len() {
+            return Err(CommError::Malformed {
+                rank: self.rank(),
+                what: format!(
+                    "{} bytes cut into {} counts summing to {} for {} ranks",
+                    send.len(),
+                    counts.len(),
+                    counts.iter().sum::<usize>(),
+                    self.size()
+                ),
+            });
+        }
+        let mut at = 0;
+        let parts: Vec<Vec<u8>> = counts
+            .iter()
+            .map(|&c| {
+                let part = send[at..at + c].to_vec();
+                at += c;
+                part
+            })
+            .collect();
+        Ok(Blocks::from_parts(&self.all_to_all(&parts)?))
+    }
+    /// [`Transport::all_gather`] returning every contribution in one buffer.
+    fn all_gather_flat(&mut self, local: &[u8]) -> Result<Blocks, CommError> {
+        Ok(Blocks::from_parts(&self.all_gather(local)?))
+    }
     /// Tell the group this rank has failed (`why` names the step and the cause) and
     /// will make no further calls; the other ranks' collectives then fail with
     /// [`CommError::PeerFailed`]. The MPI implementation ends the job (`MPI_Abort`).
