@@ -354,12 +354,19 @@ fn memory_transport(ranks: usize, rounds: usize) {
                         }
                     }
                 }
+                // Returned, not dropped here: the last rank to drop its end frees the
+                // shared mailboxes, and Arc's Acquire fence is invisible to TSan (std
+                // is not instrumented), so a free on a rank thread would be a false
+                // report. Dropped on the main thread after every join instead.
+                t
             })
         })
         .collect();
-    for h in handles {
-        h.join().expect("a rank panicked");
-    }
+    let ends: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("a rank panicked"))
+        .collect();
+    drop(ends);
 }
 
 /// `ranks` `RankTrainer`s of `threads` threads each (std threads over
@@ -422,15 +429,19 @@ fn rank_training(ranks: usize, threads: usize, steps: u64) {
                 })
                 .expect("finite run");
                 let params: Vec<u32> = rank.params().iter().map(|x| x.to_bits()).collect();
-                (losses, params)
+                // Dropped on the main thread after the joins (see `memory_transport`).
+                (losses, params, rank)
             })
         })
         .collect();
+    let mut ranks_left = Vec::new();
     for (r, h) in handles.into_iter().enumerate() {
-        let (losses, params) = h.join().expect("a rank panicked");
+        let (losses, params, rank) = h.join().expect("a rank panicked");
         assert_eq!(losses, want_losses, "rank {r}: losses equal single-process");
         assert!(params == want, "rank {r}: weights equal single-process");
+        ranks_left.push(rank);
     }
+    drop(ranks_left);
 }
 
 /// A named stress scenario.
