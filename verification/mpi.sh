@@ -10,16 +10,18 @@
 #    (model.safetensors, config.json, train_state.safetensors, train_state.json) `cmp`
 #    equal to a single-process run's, and metrics.jsonl's step, loss, grad_norm, lr
 #    and val_loss identical.
-# 3. Stopped at step 8 with 2 ranks (--stop-at), resumed with 3: the same final bits.
+# 3. Stopped at step 8 with 2 ranks (--stop-at), resumed with 3: the same final bits
+#    and metrics (plus the evaluation a stop makes at its step).
 # 4. A 2-rank run with checkpoints: one rank killed with SIGKILL once a checkpoint
 #    exists (once the non-writing rank, once the writing rank 0): mpirun exits non-zero
 #    within 30 s and the last checkpoint loads (`cllm eval`).
 # 5. Bad launches refused, non-zero, writing no checkpoint: 4 ranks for 3
-#    micro-batches (the message on every rank); ranks with different arguments (OpenMPI
-#    MPMD, --seed 1 vs --seed 2; names `arguments`); a binary differing by one trailing
-#    byte (names `binary`); the build without the mpi feature started as 2 processes.
-#    (The build without the feature under `mpirun -np 1` still trains, with the
-#    single-process bits.)
+#    micro-batches; ranks with different arguments (OpenMPI MPMD, --seed 1 vs --seed 2;
+#    names `arguments`); a binary differing by one trailing byte (names `binary`); the
+#    build without the mpi feature started as 2 processes. For the first and the last,
+#    also with mpirun told not to end the job at the first non-zero exit: every rank
+#    prints the message and exits non-zero by itself. (The build without the feature
+#    under `mpirun -np 1` still trains, with the single-process bits.)
 # Installs OpenMPI, libclang and jq with apt-get if missing; builds target/release/cllm
 # without and then with `--features mpi` (copies of both, and of the example, run from
 # a scratch directory, so a concurrent rebuild cannot swap a binary mid-check).
@@ -107,7 +109,7 @@ transport_check() {
   out=$(timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np "$r" "$EX" check 2>&1); rc=$?
   echo "$out"
   [[ $rc == 0 ]] || { echo "exit status $rc"; return 1; }
-  local ok; ok=$(grep -c "ok (" <<<"$out")
+  local ok; ok=$(grep -o "ok (" <<<"$out" | wc -l)
   [[ $ok == "$r" ]] || { echo "$ok of $r ranks reported ok"; return 1; }
 }
 transport_fail() {
@@ -145,16 +147,18 @@ has_ranks() {
   local got; got=$(ranks_of "$1")
   [[ "$got" == "$2" ]] || { echo "$1: the run's summary reports ranks '${got}', want $2"; return 1; }
 }
-# same_run REF DIR: the checkpoint `latest` names in each has the same name and the
-# same bytes, and the metrics have the same numbers.
+# same_run REF DIR [STOP]: the checkpoint `latest` names in each has the same name and
+# the same bytes, and the metrics have the same numbers (except, with STOP, the
+# validation loss of DIR's step STOP: a run stopped there evaluates there).
 same_run() {
-  local ref=$1 dir=$2 f
+  local ref=$1 dir=$2 stop=${3:-0} f
   [[ -f "$dir/latest" ]] || { echo "$dir has no checkpoint"; return 1; }
   [[ "$(<"$ref/latest")" == "$(<"$dir/latest")" ]] || { echo "latest: $(<"$ref/latest") vs $(<"$dir/latest")"; return 1; }
   for f in "${STATE[@]}"; do
     cmp "$ref/$(<"$ref/latest")/$f" "$dir/$(<"$dir/latest")/$f" || return 1
   done
-  local a b; a=$(numbers "$ref/metrics.jsonl") b=$(numbers "$dir/metrics.jsonl")
+  local a b; a=$(numbers "$ref/metrics.jsonl")
+  b=$(numbers "$dir/metrics.jsonl" | jq -c --argjson s "$stop" 'if .step == $s then .val_loss = null else . end')
   [[ -n "$a" ]] || { echo "no per-step records in $ref/metrics.jsonl"; return 1; }
   [[ "$a" == "$b" ]] || { echo "metrics differ:"; diff <(echo "$a") <(echo "$b") | head -10; return 1; }
 }
@@ -185,7 +189,8 @@ stop_resume() {
   [[ "$(<"$d/latest")" == step-00000008 ]] || { echo "stopped at $(<"$d/latest"), not step 8"; return 1; }
   timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 3 "$CLLM" train --resume "$d" --threads 1 >"$d.resume.log" 2>&1 \
     || { tail -n 20 "$d.resume.log"; echo "resume with 3 ranks failed"; return 1; }
-  has_ranks "$d" 3 && same_run "$WORK/ref" "$d"
+  grep -q '"step":8,.*"val_loss"' "$d/metrics.jsonl" || { echo "no evaluation at the stop step"; return 1; }
+  has_ranks "$d" 3 && same_run "$WORK/ref" "$d" 8
 }
 check "stop at 8 with 2 ranks, resume with 3: same bits as one process" stop_resume
 
@@ -225,15 +230,39 @@ refused() {
   echo "$out" | grep -v '^\s*$' | tail -n 12
   [[ $rc != 0 ]] || { echo "exit status 0"; return 1; }
   [[ $rc != 124 && $rc != 137 ]] || { echo "timed out"; return 1; }
-  n=$(grep -cE -- "$pat" <<<"$out")
+  n=$(grep -oE -- "$pat" <<<"$out" | wc -l)
   [[ $n -ge $count ]] || { echo "'$pat' printed $n times, want $count"; return 1; }
   [[ ! -e "$WORK/bad-$name/latest" ]] || { echo "a refused run wrote a checkpoint"; return 1; }
 }
+# every_rank_refuses NAME PATTERN R MPIRUN-ARGS...: the same launch with mpirun told
+# not to end the job at the first non-zero exit (so a slower rank is not killed before
+# it speaks), each rank wrapped to report its own exit status: all R ranks exit
+# non-zero and print PATTERN (by default mpirun ends the others as soon as one exits,
+# and their lines may be lost).
+every_rank_refuses() {
+  local name=$1 pat=$2 r=$3 out n bad; shift 3
+  out=$(timeout -k 5 "$LIMIT" "${MPIRUN[@]}" --mca orte_abort_on_non_zero_status 0 "$@" 2>&1)
+  echo "$out" | grep -v '^\s*$' | tail -n 12
+  # mpirun merges the ranks' stdout and stderr, sometimes within a line: count
+  # occurrences, not lines.
+  n=$(grep -oE -- "$pat" <<<"$out" | wc -l)
+  [[ $n == "$r" ]] || { echo "'$pat' printed $n times, want $r (one per rank)"; return 1; }
+  n=$(grep -oE 'rank-exit [0-9]+ [1-9][0-9]*' <<<"$out" | wc -l)
+  bad=$(grep -oE 'rank-exit [0-9]+ 0( |$)' <<<"$out")
+  [[ $n == "$r" && -z "$bad" ]] || { echo "$n of $r ranks exited non-zero ${bad}"; return 1; }
+  [[ ! -e "$WORK/bad-$name/latest" ]] || { echo "a refused run wrote a checkpoint"; return 1; }
+}
+# Runs "$@" and prints "rank-exit RANK STATUS".
+WRAP=(bash -c '"$@"; echo "rank-exit $OMPI_COMM_WORLD_RANK $?"' wrap)
 SMALL=(train "${MODEL[@]}" "${RUN[@]}" --threads 1)
-check "4 ranks for 3 micro-batches: refused on every rank" \
-  refused np4 "4 ranks but only 3 micro-batch" 4 \
+check "4 ranks for 3 micro-batches: the job is refused, non-zero" \
+  refused np4 "4 ranks but only 3 micro-batch" 1 \
   -np 4 "$CLLM" train --layers 1 --width 32 --heads 2 --context 16 --batch 2 \
   --micro-batches 3 "${RUN[@]}" --threads 1 --out "$WORK/bad-np4"
+check "4 ranks for 3 micro-batches: every rank refuses, non-zero" \
+  every_rank_refuses np4e "4 ranks but only 3 micro-batch" 4 \
+  -np 4 "${WRAP[@]}" "$CLLM" train --layers 1 --width 32 --heads 2 --context 16 --batch 2 \
+  --micro-batches 3 "${RUN[@]}" --threads 1 --out "$WORK/bad-np4e"
 check "ranks with different --seed: refused naming arguments" \
   refused seed "arguments differs" 1 \
   -np 1 "$CLLM" "${SMALL[@]}" --seed 1 --out "$WORK/bad-seed" : \
@@ -244,8 +273,11 @@ check "ranks running binaries one byte apart: refused naming binary" \
   -np 1 "$CLLM" "${SMALL[@]}" --out "$WORK/bad-binary" : \
   -np 1 "$WORK/cllm-other" "${SMALL[@]}" --out "$WORK/bad-binary"
 check "build without the mpi feature under mpirun -np 2: refused" \
-  refused nompi "built without MPI support" 2 \
+  refused nompi "built without MPI support" 1 \
   -np 2 "$WORK/cllm-nompi" "${SMALL[@]}" --out "$WORK/bad-nompi"
+check "build without the mpi feature, 2 processes: every rank refuses" \
+  every_rank_refuses nompie "built without MPI support" 2 \
+  -np 2 "${WRAP[@]}" "$WORK/cllm-nompi" "${SMALL[@]}" --out "$WORK/bad-nompie"
 nompi_single() {
   timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 1 "$WORK/cllm-nompi" train "${MODEL[@]}" "${RUN[@]}" \
     --threads 2 --out "$WORK/nompi1" >"$WORK/nompi1.log" 2>&1 || { tail "$WORK/nompi1.log"; return 1; }

@@ -83,7 +83,7 @@ mpirun2() {
 t0=$(ms)
 out=$(mpirun2 "$WORK/mpi_collectives" check 2>&1) || { echo "$out"; fail "transport check"; }
 echo "$out"
-[[ $(grep -c "ok (" <<<"$out") == 2 ]] || fail "transport check: not both ranks reported ok"
+[[ $(grep -o "ok (" <<<"$out" | wc -l) == 2 ]] || fail "transport check: not both ranks reported ok"
 # One rank per namespace: each rank prints its network namespace's inode.
 where=$(mpirun2 bash -c 'echo "rank $OMPI_COMM_WORLD_RANK netns $(readlink /proc/self/ns/net)"' 2>&1) \
   || { echo "$where"; fail "placement probe"; }
