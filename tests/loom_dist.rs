@@ -73,7 +73,7 @@ fn gathered(round: usize, from: usize) -> Vec<u8> {
 fn rounds<P: Platform>(t: &mut MemoryTransport<P>, rounds: usize) {
     let (me, r) = (t.rank(), t.size());
     for k in 0..rounds {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             let send: Vec<Vec<u8>> = (0..r).map(|q| payload(k, me, q)).collect();
             let got = t
                 .all_to_all(&send)
@@ -173,7 +173,7 @@ fn failure_model(ranks: usize, victim: usize, before: usize, exit: Exit, keep: b
                 rank: victim,
                 why: why.into(),
             };
-            let got = if before % 2 == 0 {
+            let got = if before.is_multiple_of(2) {
                 t.all_to_all(&vec![vec![me as u8]; ranks])
             } else {
                 t.all_gather(&[me as u8])

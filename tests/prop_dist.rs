@@ -122,7 +122,7 @@ fn outcome(stats: Vec<StatBits>, state: &TrainState, grad: Vec<u32>) -> Outcome 
         v: bits(&state.opt.v),
         t: state.opt.t,
         step: state.step,
-        sampler: state.sampler.clone(),
+        sampler: state.sampler,
         grad,
     }
 }

@@ -321,7 +321,7 @@ fn step_faults_on_std(fault: step_faults::Fault, runs: usize) {
 /// quarter of the (round, from, to), else the round and both ranks, so a message from
 /// another round or rank is seen.
 fn dist_message(round: usize, from: usize, to: usize) -> Vec<u8> {
-    if (round + from + to) % 4 == 0 {
+    if (round + from + to).is_multiple_of(4) {
         return Vec::new();
     }
     let mut m = (round as u64).to_le_bytes().to_vec();
@@ -341,7 +341,7 @@ fn memory_transport(ranks: usize, rounds: usize) {
             std::thread::spawn(move || {
                 let (me, r) = (t.rank(), t.size());
                 for k in 0..rounds {
-                    if k % 2 == 0 {
+                    if k.is_multiple_of(2) {
                         let send: Vec<Vec<u8>> = (0..r).map(|q| dist_message(k, me, q)).collect();
                         let got = t.all_to_all(&send).expect("all-to-all");
                         for (p, m) in got.iter().enumerate() {
@@ -506,16 +506,16 @@ fn main() {
             }),
         ),
         (
-            "memory transport 3 ranks, 3000 rounds",
-            Box::new(|| memory_transport(3, 3_000)),
+            "memory transport 3 ranks, 20000 rounds",
+            Box::new(|| memory_transport(3, 20_000)),
         ),
         (
-            "memory transport 2 ranks, 5000 rounds",
-            Box::new(|| memory_transport(2, 5_000)),
+            "memory transport 2 ranks, 30000 rounds",
+            Box::new(|| memory_transport(2, 30_000)),
         ),
         (
-            "rank trainers 3 ranks x 2 threads, 3 steps",
-            Box::new(|| rank_training(3, 2, 3)),
+            "rank trainers 3 ranks x 2 threads, 5 steps",
+            Box::new(|| rank_training(3, 2, 5)),
         ),
         (
             "training lock-free 4 threads, 10 steps",
