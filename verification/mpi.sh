@@ -50,12 +50,13 @@ failc() {
   shift 2; [[ $# -gt 0 ]] && printf '      %s\n' "$@"
   return 0
 }
-# check NAME FUNCTION ARGS...: runs FUNCTION (which prints why on failure) and times it.
+# check NAME FUNCTION ARGS...: runs FUNCTION (which prints why on failure, and
+# `info: ` lines worth showing on success) and times it.
 check() {
   local name=$1; shift
   local t0 out rc; t0=$(ms)
   out=$("$@" 2>&1); rc=$?
-  if [[ $rc == 0 ]]; then pass "$name" $(( $(ms) - t0 ));
+  if [[ $rc == 0 ]]; then pass "$name" $(( $(ms) - t0 )); grep -E '^info: ' <<<"$out" | sed 's/^/      /';
   else failc "$name" $(( $(ms) - t0 )) "$(tail -n 25 <<<"$out")"; fi
 }
 summary() {
@@ -116,7 +117,7 @@ transport_fail() {
   local r=$1 k=$2 out rc t0; t0=$(ms)
   out=$(timeout -k 5 30 "${MPIRUN[@]}" -np "$r" "$EX" fail "$k" 2>&1); rc=$?
   echo "$out"
-  echo "exit status $rc after $(( $(ms) - t0 )) ms"
+  echo "info: exit status $rc after $(( $(ms) - t0 )) ms"
   [[ $rc != 0 ]] || { echo "the job exited 0 although rank $k failed"; return 1; }
   [[ $rc != 124 && $rc != 137 ]] || { echo "the job did not end within 30 s"; return 1; }
   grep -q "^rank $k: deliberate failure" <<<"$out" || { echo "no 'rank $k: ...' line"; return 1; }
@@ -213,7 +214,7 @@ kill_rank() {
   for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; echo "mpirun still running 30 s after the kill"; return 1; fi
   rc=0; wait "$pid" || rc=$?
-  echo "rank $k (pid $victim) killed; mpirun exited $rc after $(( $(ms) - t0 )) ms; checkpoint $(<"$d/latest")"
+  echo "info: rank $k (pid $victim) killed; mpirun exited $rc after $(( $(ms) - t0 )) ms; checkpoint $(<"$d/latest")"
   [[ $rc != 0 ]] || { echo "mpirun exited 0 after a rank was killed"; return 1; }
   "$CLLM" eval --checkpoint "$d" --max-windows 4 >"$d.eval.log" 2>&1 \
     || { cat "$d.eval.log"; echo "the last checkpoint does not load"; return 1; }
