@@ -32,6 +32,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 T0=$(date +%s%N)
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cllm-mpi.XXXXXX")
@@ -89,7 +90,7 @@ t0=$(ms)
 if ! cargo build --release --quiet --bin cllm >"$WORK/build.log" 2>&1; then
   cat "$WORK/build.log"; failc "build without the mpi feature" $(( $(ms) - t0 )); summary; exit 1
 fi
-cp target/release/cllm "$WORK/cllm-nompi"
+cp "$TARGET/release/cllm" "$WORK/cllm-nompi"
 if cargo tree -e normal --prefix none | grep -qE '^mpi(-sys)? '; then
   failc "default build has no mpi dependency" 0 "$(cargo tree -e normal --prefix none | grep -E '^mpi')"
 else
@@ -98,8 +99,8 @@ fi
 if ! cargo build --release --quiet --features mpi --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
   cat "$WORK/build.log"; failc "build with --features mpi" $(( $(ms) - t0 )); summary; exit 1
 fi
-cp target/release/cllm "$WORK/cllm"
-cp target/release/examples/mpi_collectives "$WORK/mpi_collectives"
+cp "$TARGET/release/cllm" "$WORK/cllm"
+cp "$TARGET/release/examples/mpi_collectives" "$WORK/mpi_collectives"
 echo "mpi.sh: builds done in $(( $(ms) - t0 )) ms"
 CLLM="$WORK/cllm"
 EX="$WORK/mpi_collectives"

@@ -4,7 +4,8 @@
 # transport) instead of shared memory. Checks: the transport alone
 # (examples/mpi_collectives check, 2 ranks), then `cllm train` with one rank per
 # namespace, whose final checkpoint must `cmp` equal to a single-process run's and whose
-# metrics must have the same numbers.
+# metrics must have the same numbers; then the rank in the second namespace is killed
+# with SIGKILL mid-run: mpirun must end non-zero within 30 s, the checkpoint must load.
 # Network: the private 10.231.77.0/24, used only inside the two namespaces (no route
 # to or from the host's network; traffic stays on the veth pair). OpenMPI is started in
 # the first namespace without ssh: its remote-launch agent (plm_rsh_agent) is a small
@@ -17,6 +18,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 NET=10.231.77
 NS1="cllm-mpi-a-$$" NS2="cllm-mpi-b-$$"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cllm-mpi-netns.XXXXXX")
@@ -38,7 +40,7 @@ T0=$(ms)
 if [[ -z "${CLLM_BIN:-}" || -z "${CLLM_MPI_EXAMPLE:-}" ]]; then
   timeout 900 cargo build --release --quiet --features mpi --bin cllm --example mpi_collectives \
     || fail "cargo build --release --features mpi"
-  CLLM_BIN=target/release/cllm CLLM_MPI_EXAMPLE=target/release/examples/mpi_collectives
+  CLLM_BIN=$TARGET/release/cllm CLLM_MPI_EXAMPLE=$TARGET/release/examples/mpi_collectives
 fi
 cp "$CLLM_BIN" "$WORK/cllm"
 cp "$CLLM_MPI_EXAMPLE" "$WORK/mpi_collectives"
@@ -110,4 +112,26 @@ numbers() { jq -c 'select(.loss != null) | {step, loss, grad_norm, lr, val_loss}
 [[ -n "$(numbers "$WORK/ref/metrics.jsonl")" ]] || fail "the reference has no per-step metrics"
 [[ "$(numbers "$WORK/ref/metrics.jsonl")" == "$(numbers "$WORK/two/metrics.jsonl")" ]] || fail "metrics differ"
 echo "mpi_netns: PASS cllm train, 2 ranks in 2 namespaces: checkpoint cmp-equal to one process ($(( $(ms) - t0 )) ms)"
+# ---- the remote rank killed -------------------------------------------------------
+# Rank 1 lives in the second namespace; its death must reach mpirun in the first one
+# (through the daemon there, over TCP) and end the job, non-zero, within 30 s.
+t0=$(ms)
+mpirun2 "$WORK/cllm" train "${MODEL[@]}" --steps 1000000 --eval-every 1000000 --eval-windows 2 \
+  --sample-tokens 0 --checkpoint-every 5 --threads 1 --out "$WORK/kill" >"$WORK/kill.log" 2>&1 &
+job=$!
+for ((i = 0; i < 300; i++)); do [[ -f "$WORK/kill/latest" ]] && break; sleep 0.1; done
+[[ -f "$WORK/kill/latest" ]] || { kill -9 "$job"; tail "$WORK/kill.log"; fail "no checkpoint within 30 s"; }
+victim=""
+for p in $(ip netns pids "$NS2"); do
+  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "^$WORK/cllm train " && victim=$p
+done
+[[ -n "$victim" ]] || { kill -9 "$job"; fail "no cllm process in $NS2"; }
+kill -9 "$victim"; tk=$(ms)
+for ((i = 0; i < 300; i++)); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$job" 2>/dev/null; then kill -9 "$job"; fail "mpirun still running 30 s after the remote rank's kill"; fi
+rc=0; wait "$job" || rc=$?
+[[ $rc != 0 ]] || fail "mpirun exited 0 after the remote rank was killed"
+timeout 60 "$WORK/cllm" eval --checkpoint "$WORK/kill" --max-windows 4 >"$WORK/kill.eval.log" 2>&1 \
+  || { cat "$WORK/kill.eval.log"; fail "the last checkpoint does not load"; }
+echo "mpi_netns: PASS rank 1 (in $NS2) killed: mpirun exited $rc after $(( $(ms) - tk )) ms, checkpoint $(<"$WORK/kill/latest") loads ($(( $(ms) - t0 )) ms)"
 echo "mpi_netns: PASS ($(( $(ms) - T0 )) ms)"
