@@ -9,7 +9,8 @@
 # 2. `cllm train` under `mpirun -np R` for R = 1, 2, 3: the final checkpoint's files
 #    (model.safetensors, config.json, train_state.safetensors, train_state.json) `cmp`
 #    equal to a single-process run's, and metrics.jsonl's step, loss, grad_norm, lr
-#    and val_loss identical.
+#    and val_loss identical; also for R = 2, 3 at the default width (0.4M parameters,
+#    about 2 MiB sent per rank per step).
 # 3. Stopped at step 8 with 2 ranks (--stop-at), resumed with 3: the same final bits
 #    and metrics (plus the evaluation a stop makes at its step).
 # 4. A 2-rank run with checkpoints: one rank killed with SIGKILL once a checkpoint
@@ -183,6 +184,22 @@ check "reference: cllm train, one process (no mpirun), 2 threads" reference
 check "R=1 x 2 threads: checkpoint cmp-equal, same losses" ranks_equal 1 2
 check "R=2 x 2 threads: checkpoint cmp-equal, same losses" ranks_equal 2 2
 check "R=3 x 1 thread: checkpoint cmp-equal, same losses" ranks_equal 3 1
+
+# The default width (0.4M parameters): each step sends about 2 MiB per rank, past
+# OpenMPI's eager limits, through the rendezvous protocol.
+BIG=(--layers 2 --width 128 --heads 4 --context 64 --batch 4 --micro-batches 4 --steps 4
+     --eval-every 4 --eval-windows 2 --sample-tokens 0)
+big_equal() { # big_equal R
+  local r=$1
+  [[ -f "$WORK/bigref/latest" ]] || "$CLLM" train "${BIG[@]}" --threads 2 --out "$WORK/bigref" \
+    >"$WORK/bigref.log" 2>&1 || { cat "$WORK/bigref.log"; return 1; }
+  timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np "$r" "$CLLM" train "${BIG[@]}" --threads 1 \
+    --out "$WORK/big$r" >"$WORK/big$r.log" 2>&1 || { tail "$WORK/big$r.log"; return 1; }
+  grep -E '^communication' "$WORK/big$r.log" | sed 's/^/info: /'
+  has_ranks "$WORK/big$r" "$r" && same_run "$WORK/bigref" "$WORK/big$r"
+}
+check "R=2, 0.4M parameters (MiB messages): cmp-equal to one process" big_equal 2
+check "R=3, 0.4M parameters (MiB messages): cmp-equal to one process" big_equal 3
 
 # ---- 3. stop with 2 ranks, resume with 3 -----------------------------------------
 stop_resume() {
