@@ -10,7 +10,8 @@
 #    (model.safetensors, config.json, train_state.safetensors, train_state.json) `cmp`
 #    equal to a single-process run's, and metrics.jsonl's step, loss, grad_norm, lr
 #    and val_loss identical; also for R = 2, 3 at the default width (0.4M parameters,
-#    about 2 MiB sent per rank per step).
+#    about 2 MiB sent per rank per step), and for 2 ranks on different instruction-set
+#    paths (rank 1 CLLM_ISA=portable).
 # 3. Stopped at step 8 with 2 ranks (--stop-at), resumed with 3: the same final bits
 #    and metrics (plus the evaluation a stop makes at its step).
 # 4. A 2-rank run with checkpoints: one rank killed with SIGKILL once a checkpoint
@@ -18,11 +19,13 @@
 #    within 30 s and the last checkpoint loads (`cllm eval`).
 # 5. Bad launches refused, non-zero, writing no checkpoint: 4 ranks for 3
 #    micro-batches; ranks with different arguments (OpenMPI MPMD, --seed 1 vs --seed 2;
-#    names `arguments`); a binary differing by one trailing byte (names `binary`); the
-#    build without the mpi feature started as 2 processes. For the first and the last,
-#    also with mpirun told not to end the job at the first non-zero exit: every rank
-#    prints the message and exits non-zero by itself. (The build without the feature
-#    under `mpirun -np 1` still trains, with the single-process bits.)
+#    names `arguments`); a binary differing by one trailing byte (names `binary`);
+#    texts differing by one byte (names `data`); one rank failing before MPI starts (a
+#    bad CLLM_ISA); the build without the mpi feature started as 2 processes. For the
+#    first and the last, also with mpirun told not to end the job at the first non-zero
+#    exit: every rank prints the message and exits non-zero by itself. (The build
+#    without the feature under `mpirun -np 1` still trains, with the single-process
+#    bits.)
 # Installs OpenMPI, libclang and jq with apt-get if missing; builds target/release/cllm
 # without and then with `--features mpi` (copies of both, and of the example, run from
 # a scratch directory, so a concurrent rebuild cannot swap a binary mid-check).
@@ -201,6 +204,17 @@ big_equal() { # big_equal R
 check "R=2, 0.4M parameters (MiB messages): cmp-equal to one process" big_equal 2
 check "R=3, 0.4M parameters (MiB messages): cmp-equal to one process" big_equal 3
 
+# Ranks on different instruction-set paths (rank 1 portable, rank 0 the fastest):
+# every path gives the same bits, so the group does too.
+mixed_isa() {
+  local d="$WORK/isa"
+  timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 1 "$CLLM" train "${MODEL[@]}" "${RUN[@]}" --threads 1 \
+    --out "$d" : -np 1 -x CLLM_ISA=portable "$CLLM" train "${MODEL[@]}" "${RUN[@]}" --threads 1 \
+    --out "$d" >"$d.log" 2>&1 || { tail "$d.log"; return 1; }
+  has_ranks "$d" 2 && same_run "$WORK/ref" "$d"
+}
+check "R=2, rank 1 on the portable path: cmp-equal to one process" mixed_isa
+
 # ---- 3. stop with 2 ranks, resume with 3 -----------------------------------------
 stop_resume() {
   local d="$WORK/sr"
@@ -291,6 +305,18 @@ check "ranks running binaries one byte apart: refused naming binary" \
   refused binary "binary differs" 1 \
   -np 1 "$CLLM" "${SMALL[@]}" --out "$WORK/bad-binary" : \
   -np 1 "$WORK/cllm-other" "${SMALL[@]}" --out "$WORK/bad-binary"
+seq 1 8000 >"$WORK/data-a.txt"; cp "$WORK/data-a.txt" "$WORK/data-b.txt"
+printf 'x' | dd of="$WORK/data-b.txt" bs=1 seek=20000 conv=notrunc status=none
+check "ranks reading texts one byte apart: refused naming data" \
+  refused data "data differs" 1 \
+  -np 1 "$CLLM" train "$WORK/data-a.txt" "${MODEL[@]}" "${RUN[@]}" --threads 1 --out "$WORK/bad-data" : \
+  -np 1 "$CLLM" train "$WORK/data-b.txt" "${MODEL[@]}" "${RUN[@]}" --threads 1 --out "$WORK/bad-data"
+# A rank that fails on its own before MPI starts (a bad CLLM_ISA on rank 1 only): the
+# job ends, non-zero, within the bound.
+check "rank 1 failing at start (bad CLLM_ISA): the job ends non-zero" \
+  refused isa "unknown instruction-set path" 1 \
+  -np 1 "$CLLM" "${SMALL[@]}" --out "$WORK/bad-isa" : \
+  -np 1 -x CLLM_ISA=bogus "$CLLM" "${SMALL[@]}" --out "$WORK/bad-isa"
 check "build without the mpi feature under mpirun -np 2: refused" \
   refused nompi "built without MPI support" 1 \
   -np 2 "$WORK/cllm-nompi" "${SMALL[@]}" --out "$WORK/bad-nompi"
