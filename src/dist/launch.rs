@@ -304,6 +304,11 @@ fn decode(mut msg: &[u8]) -> Option<Vec<(String, u64)>> {
     msg.is_empty().then_some(items)
 }
 
+/// The test suite's watchdog (bounds the threaded test below).
+#[cfg(test)]
+#[path = "../../tests/watchdog/mod.rs"]
+mod watchdog;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,6 +554,46 @@ mod tests {
                     ranks: vec![1, 2],
                 }]
             );
+        }
+    }
+
+    /// The agreement over the real in-process transport, one thread per rank: every
+    /// rank gets the same outcome.
+    #[test]
+    fn agreement_over_memory_transport_threads() {
+        use crate::dist::MemoryTransport;
+        let _w = super::watchdog::Watchdog::arm(
+            "launch::agreement_over_memory_transport_threads",
+            std::time::Duration::from_secs(60),
+        );
+        for r in 1..=4usize {
+            for odd_one in [None, Some(r - 1)] {
+                let handles: Vec<_> = MemoryTransport::<crate::sync::Std>::group(r)
+                    .into_iter()
+                    .map(|mut t| {
+                        std::thread::spawn(move || {
+                            let data = if Some(t.rank()) == odd_one { 9 } else { 8 };
+                            check_agreement(&mut t, &[("arguments", 7), ("data", data)]).map_err(
+                                |e| match e {
+                                    LaunchError::Disagree(d) => d,
+                                    other => panic!("not a disagreement: {other}"),
+                                },
+                            )
+                        })
+                    })
+                    .collect();
+                let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+                let want = match odd_one {
+                    None | Some(0) => Ok(()),
+                    Some(k) => Err(vec![Disagreement {
+                        item: "data".into(),
+                        ranks: vec![k],
+                    }]),
+                };
+                for (rank, got) in outcomes.iter().enumerate() {
+                    assert_eq!(got, &want, "{r} ranks, odd one {odd_one:?}, rank {rank}");
+                }
+            }
         }
     }
 
