@@ -29,6 +29,7 @@
 # Installs OpenMPI, libclang and jq with apt-get if missing; builds target/release/cllm
 # without and then with `--features mpi` (copies of both, and of the example, run from
 # a scratch directory, so a concurrent rebuild cannot swap a binary mid-check).
+# Lints the MPI code (`cargo clippy --features mpi`; CI's clippy builds without it).
 # Every mpirun is bounded by `timeout`. Prints PASS/FAIL per check and a summary;
 # exits non-zero on any failure. Owns only its scratch directory and the processes it
 # starts.
@@ -102,6 +103,13 @@ else
 fi
 if ! cargo build --release --quiet --features mpi --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
   cat "$WORK/build.log"; failc "build with --features mpi" $(( $(ms) - t0 )); summary; exit 1
+fi
+# CI's own clippy section builds without the feature: lint the MPI code here.
+t1=$(ms)
+if cargo clippy --quiet --features mpi --lib --bins --examples -- -D warnings >"$WORK/clippy.log" 2>&1; then
+  pass "cargo clippy --features mpi (lib, bins, examples)" $(( $(ms) - t1 ))
+else
+  failc "cargo clippy --features mpi (lib, bins, examples)" $(( $(ms) - t1 )) "$(tail -n 30 "$WORK/clippy.log")"
 fi
 cp "$TARGET/release/cllm" "$WORK/cllm"
 cp "$TARGET/release/examples/mpi_collectives" "$WORK/mpi_collectives"
