@@ -100,11 +100,19 @@ fn buffer(len: usize) -> Vec<u8> {
     buf
 }
 
-/// The received buffer as [`Blocks`] (displacements checked by `displs`).
-fn blocks(buf: Vec<u8>, displs: &[Count], total: usize) -> Blocks {
-    let mut offsets: Vec<usize> = displs.iter().map(|&d| d as usize).collect();
-    offsets.push(total);
-    Blocks { buf, offsets }
+/// `buf` resized to `len` bytes, reusing its allocation, with a real allocation even
+/// when `len` is 0 (see [`buffer`]).
+fn resize(buf: &mut Vec<u8>, len: usize) {
+    buf.clear();
+    buf.reserve(len.max(1));
+    buf.resize(len, 0);
+}
+
+/// The message offsets of a received buffer (displacements checked by `displs`).
+fn set_offsets(recv: &mut Blocks, displs: &[Count], total: usize) {
+    recv.offsets.clear();
+    recv.offsets.extend(displs.iter().map(|&d| d as usize));
+    recv.offsets.push(total);
 }
 
 impl Transport for MpiTransport {
@@ -119,14 +127,23 @@ impl Transport for MpiTransport {
     fn all_to_all(&mut self, send: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, CommError> {
         let flat = Blocks::from_parts(send);
         let counts: Vec<usize> = send.iter().map(Vec::len).collect();
-        Ok(self.all_to_all_flat(&flat.buf, &counts)?.into_parts())
+        let mut recv = Blocks::default();
+        self.all_to_all_flat(&flat.buf, &counts, &mut recv)?;
+        Ok(recv.into_parts())
     }
 
     fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
-        Ok(self.all_gather_flat(local)?.into_parts())
+        let mut recv = Blocks::default();
+        self.all_gather_flat(local, &mut recv)?;
+        Ok(recv.into_parts())
     }
 
-    fn all_to_all_flat(&mut self, send: &[u8], counts: &[usize]) -> Result<Blocks, CommError> {
+    fn all_to_all_flat(
+        &mut self,
+        send: &[u8],
+        counts: &[usize],
+        recv: &mut Blocks,
+    ) -> Result<(), CommError> {
         if counts.len() != self.size || counts.iter().sum::<usize>() != send.len() {
             return Err(CommError::Transport(format!(
                 "rank {}: all_to_all given {} bytes in {} counts for {} ranks",
@@ -151,31 +168,33 @@ impl Transport for MpiTransport {
         // allocation instead.
         let empty = buffer(0);
         let send = if send.is_empty() { &empty[..] } else { send };
-        let mut recv_buf = buffer(recv_total);
+        resize(&mut recv.buf, recv_total);
         {
             let sent = Partition::new(send, &send_counts[..], &send_displs[..]);
             let mut received =
-                PartitionMut::new(&mut recv_buf[..], &recv_counts[..], &recv_displs[..]);
+                PartitionMut::new(&mut recv.buf[..], &recv_counts[..], &recv_displs[..]);
             self.world.all_to_all_varcount_into(&sent, &mut received);
         }
-        Ok(blocks(recv_buf, &recv_displs, recv_total))
+        set_offsets(recv, &recv_displs, recv_total);
+        Ok(())
     }
 
-    fn all_gather_flat(&mut self, local: &[u8]) -> Result<Blocks, CommError> {
+    fn all_gather_flat(&mut self, local: &[u8], recv: &mut Blocks) -> Result<(), CommError> {
         let mine = self.count(local.len(), "an all-gather contribution")?;
         let mut counts: Vec<Count> = vec![0; self.size];
         self.world.all_gather_into(&mine, &mut counts[..]);
         let (displs, total) = self.displs(&counts, "the all-gather total")?;
-        let mut buf = buffer(total);
+        resize(&mut recv.buf, total);
         // An empty `local` would point at address 1 (MPI_IN_PLACE): send from a real
         // allocation instead.
         let empty = buffer(0);
         let local = if local.is_empty() { &empty[..] } else { local };
         {
-            let mut gathered = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            let mut gathered = PartitionMut::new(&mut recv.buf[..], &counts[..], &displs[..]);
             self.world.all_gather_varcount_into(local, &mut gathered);
         }
-        Ok(blocks(buf, &displs, total))
+        set_offsets(recv, &displs, total);
+        Ok(())
     }
 
     fn fail(&mut self, why: &str) {

@@ -33,6 +33,7 @@ use crate::isa::Isa;
 use crate::segments::reduce::pairwise_sum_into;
 use crate::train::norm::NORM_BLOCK;
 use core::ops::Range;
+use std::borrow::Cow;
 
 /// A plan that cannot exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,30 +180,49 @@ pub fn combine(
             });
         }
     }
-    combine_node(0..n_slots, frontier, out, isa)
+    match combine_node(0..n_slots, frontier, isa)? {
+        Sum::Frontier(sum) => out.copy_from_slice(sum),
+        Sum::Children(l, r) => add(&l, &r, out, isa),
+    }
+    Ok(())
 }
 
-fn combine_node(
+/// A node's sum: a frontier node's own, or the two children it adds.
+enum Sum<'a> {
+    Frontier(&'a [f32]),
+    Children(Cow<'a, [f32]>, Cow<'a, [f32]>),
+}
+
+/// The sum of tree node `node`, borrowed from the frontier where it is a frontier
+/// node (so adding two frontier nodes copies nothing).
+fn combine_node<'a>(
     node: Range<usize>,
-    frontier: &[(Range<usize>, &[f32])],
-    out: &mut [f32],
+    frontier: &[(Range<usize>, &'a [f32])],
     isa: Isa,
-) -> Result<(), CombineError> {
+) -> Result<Sum<'a>, CombineError> {
     if let Some((_, sum)) = frontier.iter().find(|(n, _)| *n == node) {
-        out.copy_from_slice(sum);
-        return Ok(());
+        return Ok(Sum::Frontier(sum));
     }
     if node.end - node.start < 2 {
         return Err(CombineError::Uncovered(node));
     }
     let (left, right) = children(&node);
-    let mut l = vec![0.0f32; out.len()];
-    let mut r = vec![0.0f32; out.len()];
-    combine_node(left, frontier, &mut l, isa)?;
-    combine_node(right, frontier, &mut r, isa)?;
-    // The tree's own add for a two-input node: out = left + right.
-    pairwise_sum_into(&[&l, &r], out, isa);
-    Ok(())
+    let side = |node| -> Result<Cow<'a, [f32]>, CombineError> {
+        Ok(match combine_node(node, frontier, isa)? {
+            Sum::Frontier(sum) => Cow::Borrowed(sum),
+            Sum::Children(l, r) => {
+                let mut out = vec![0.0f32; l.len()];
+                add(&l, &r, &mut out, isa);
+                Cow::Owned(out)
+            }
+        })
+    };
+    Ok(Sum::Children(side(left)?, side(right)?))
+}
+
+/// `out = left + right`: the tree's own add for a two-input node.
+fn add(left: &[f32], right: &[f32], out: &mut [f32], isa: Isa) {
+    pairwise_sum_into(&[left, right], out, isa);
 }
 
 #[cfg(test)]

@@ -82,6 +82,14 @@ pub struct RankTrainer<T: Transport> {
     node_sums: Vec<Vec<f32>>,
     /// This rank's shard of the summed gradient.
     grad: Vec<f32>,
+    /// Buffers reused every step (so a step allocates almost nothing): the
+    /// all-to-all's send bytes and counts, what it received, every rank's node sums
+    /// over this rank's shard, and what the all-gathers received.
+    send: Vec<u8>,
+    counts: Vec<usize>,
+    recv: Blocks,
+    received: Vec<(Range<usize>, Vec<f32>)>,
+    gathered: Blocks,
     tokens: Vec<u32>,
     targets: Vec<u32>,
     comm: CommStats,
@@ -145,6 +153,14 @@ impl<T: Transport> RankTrainer<T> {
             scratch: batch,
             node_sums,
             grad: vec![0.0; shard.len()],
+            send: Vec::new(),
+            counts: Vec::new(),
+            recv: Blocks::default(),
+            received: (0..plan.ranks())
+                .flat_map(|p| plan.nodes(p))
+                .map(|node| (node, vec![0.0; shard.len()]))
+                .collect(),
+            gathered: Blocks::default(),
             tokens: vec![0; micro],
             targets: vec![0; micro],
             comm: CommStats::default(),
@@ -237,7 +253,8 @@ impl<T: Transport> RankTrainer<T> {
 
     /// Collective: whether `stop` is true on any rank.
     pub fn agree(&mut self, stop: bool) -> Result<bool, TrainError> {
-        let all = self.gather(&[stop as u8]).map_err(|e| self.comm_error(e))?;
+        self.gather(&[stop as u8]).map_err(|e| self.comm_error(e))?;
+        let all = &self.gathered;
         Ok((0..all.len()).any(|p| all.block(p).first() == Some(&1)))
     }
 
@@ -246,12 +263,12 @@ impl<T: Transport> RankTrainer<T> {
         let n = self.params.len();
         let mut opt = AdamState::new(n);
         opt.t = self.t;
-        let m = self
-            .gather(&f32_bytes(&self.m))
+        self.gather(&f32_bytes(&self.m))
             .map_err(|e| self.comm_error(e))?;
-        let v = self
-            .gather(&f32_bytes(&self.v))
+        let m = core::mem::take(&mut self.gathered);
+        self.gather(&f32_bytes(&self.v))
             .map_err(|e| self.comm_error(e))?;
+        let v = core::mem::take(&mut self.gathered);
         for p in 0..self.plan.ranks() {
             let (m, v, shard) = (m.block(p), v.block(p), self.plan.shard(p));
             let ok = read_f32s(m, &mut opt.m[shard.clone()]) && read_f32s(v, &mut opt.v[shard]);
@@ -332,25 +349,27 @@ impl<T: Transport> RankTrainer<T> {
         }
         // 4. Reduce-scatter: node sums restricted to each rank's shard.
         let ranks = self.plan.ranks();
-        let mut send = Vec::with_capacity(sums.len() * self.params.len() * 4);
-        let mut counts = Vec::with_capacity(ranks);
+        let (send, counts) = (&mut self.send, &mut self.counts);
+        send.clear();
+        counts.clear();
         for q in 0..ranks {
             let (before, shard) = (send.len(), self.plan.shard(q));
             for sum in &sums {
-                put_f32s(&mut send, &sum[shard.clone()]);
+                put_f32s(send, &sum[shard.clone()]);
             }
             counts.push(send.len() - before);
         }
         drop(sums);
         let sent = send.len() - counts[self.rank];
-        let recv = timed(&mut self.comm, sent, &mut self.transport, |t| {
-            t.all_to_all_flat(&send, &counts)
+        let (send, counts, recv) = (&self.send, &self.counts, &mut self.recv);
+        timed(&mut self.comm, sent, &mut self.transport, |t| {
+            t.all_to_all_flat(send, counts, recv)
         })
         .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         let shard = self.plan.shard(self.rank);
-        let mut received: Vec<(Range<usize>, Vec<f32>)> = Vec::new();
+        let mut next = self.received.iter_mut();
         for p in 0..ranks {
-            let (msg, nodes) = (recv.block(p), self.plan.nodes(p));
+            let (msg, nodes) = (self.recv.block(p), self.plan.nodes(p));
             if msg.len() != nodes.len() * shard.len() * 4 {
                 let what = format!(
                     "{} bytes of node sums, expected {} nodes x {} floats",
@@ -365,14 +384,18 @@ impl<T: Transport> RankTrainer<T> {
                 )));
             }
             let width = shard.len() * 4;
-            for (i, node) in nodes.into_iter().enumerate() {
-                let mut sum = vec![0.0; shard.len()];
-                read_f32s(&msg[i * width..(i + 1) * width], &mut sum);
-                received.push((node, sum));
+            for i in 0..nodes.len() {
+                let Some((_, sum)) = next.next() else {
+                    unreachable!("one buffer per node of every rank");
+                };
+                read_f32s(&msg[i * width..(i + 1) * width], sum);
             }
         }
-        let frontier: Vec<(Range<usize>, &[f32])> =
-            received.iter().map(|(n, s)| (n.clone(), &s[..])).collect();
+        let frontier: Vec<(Range<usize>, &[f32])> = self
+            .received
+            .iter()
+            .map(|(n, s)| (n.clone(), &s[..]))
+            .collect();
         combine(cfg.micro_batches, &frontier, &mut self.grad, isa).map_err(|e| {
             Failure::Local(comm_error(
                 step,
@@ -391,9 +414,9 @@ impl<T: Transport> RankTrainer<T> {
         for b in &blocks {
             mine.extend_from_slice(&b.to_le_bytes());
         }
-        let all = self
-            .gather(&mine)
+        self.gather(&mine)
             .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
+        let all = &self.gathered;
         let mut losses = vec![0.0f32; cfg.micro_batches];
         let mut all_blocks = Vec::with_capacity(self.params.len().div_ceil(NORM_BLOCK));
         for p in 0..ranks {
@@ -429,11 +452,10 @@ impl<T: Transport> RankTrainer<T> {
         );
         // 7. All-gather the updated shards.
         let mine = f32_bytes(&self.params[shard]);
-        let all = self
-            .gather(&mine)
+        self.gather(&mine)
             .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         for p in 0..ranks {
-            let (msg, shard) = (all.block(p), self.plan.shard(p));
+            let (msg, shard) = (self.gathered.block(p), self.plan.shard(p));
             if !read_f32s(msg, &mut self.params[shard]) {
                 let what = "updated weights of the wrong length".to_string();
                 return Err(Failure::Local(comm_error(
@@ -508,10 +530,12 @@ impl<T: Transport> RankTrainer<T> {
         })
     }
 
-    fn gather(&mut self, local: &[u8]) -> Result<Blocks, CommError> {
+    /// All-gather `local` into `self.gathered`.
+    fn gather(&mut self, local: &[u8]) -> Result<(), CommError> {
         let sent = local.len() * (self.plan.ranks() - 1);
+        let recv = &mut self.gathered;
         timed(&mut self.comm, sent, &mut self.transport, |t| {
-            t.all_gather_flat(local)
+            t.all_gather_flat(local, recv)
         })
     }
 

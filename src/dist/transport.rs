@@ -50,16 +50,22 @@ pub struct Blocks {
 }
 
 impl Blocks {
-    /// Messages laid out back to back with lengths `lens`.
+    /// `parts`, back to back.
     pub fn from_parts(parts: &[Vec<u8>]) -> Blocks {
-        let mut offsets = Vec::with_capacity(parts.len() + 1);
-        offsets.push(0);
-        let mut buf = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        let mut blocks = Blocks::default();
+        blocks.fill_from(parts);
+        blocks
+    }
+
+    /// Replace the contents with `parts`, back to back (reusing the buffers).
+    pub fn fill_from(&mut self, parts: &[Vec<u8>]) {
+        self.buf.clear();
+        self.offsets.clear();
+        self.offsets.push(0);
         for p in parts {
-            buf.extend_from_slice(p);
-            offsets.push(buf.len());
+            self.buf.extend_from_slice(p);
+            self.offsets.push(self.buf.len());
         }
-        Blocks { buf, offsets }
     }
 
     /// Rank `p`'s message.
@@ -102,8 +108,14 @@ pub trait Transport {
     fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError>;
     /// [`Transport::all_to_all`] with the messages back to back in `send`: the one to
     /// rank `q` is the `q`-th run of `counts[q]` bytes (`counts.len() == size()`, their
-    /// sum `send.len()`).
-    fn all_to_all_flat(&mut self, send: &[u8], counts: &[usize]) -> Result<Blocks, CommError> {
+    /// sum `send.len()`). The received messages replace `recv`'s contents (its buffers'
+    /// capacity is reused, so a caller that keeps `recv` allocates nothing per step).
+    fn all_to_all_flat(
+        &mut self,
+        send: &[u8],
+        counts: &[usize],
+        recv: &mut Blocks,
+    ) -> Result<(), CommError> {
         if counts.len() != self.size() || counts.iter().sum::<usize>() != send.len() {
             return Err(CommError::Malformed {
                 rank: self.rank(),
@@ -125,11 +137,14 @@ pub trait Transport {
                 part
             })
             .collect();
-        Ok(Blocks::from_parts(&self.all_to_all(&parts)?))
+        recv.fill_from(&self.all_to_all(&parts)?);
+        Ok(())
     }
-    /// [`Transport::all_gather`] returning every contribution in one buffer.
-    fn all_gather_flat(&mut self, local: &[u8]) -> Result<Blocks, CommError> {
-        Ok(Blocks::from_parts(&self.all_gather(local)?))
+    /// [`Transport::all_gather`] with every contribution in one buffer, replacing
+    /// `recv`'s contents (as [`Transport::all_to_all_flat`]).
+    fn all_gather_flat(&mut self, local: &[u8], recv: &mut Blocks) -> Result<(), CommError> {
+        recv.fill_from(&self.all_gather(local)?);
+        Ok(())
     }
     /// Tell the group this rank has failed (`why` names the step and the cause) and
     /// will make no further calls; the other ranks' collectives then fail with
