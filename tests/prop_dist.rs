@@ -186,7 +186,7 @@ fn ranks_run(cfg: &TrainConfig, c: &Case, start: &TrainState, data: &Arc<[u32]>)
 
 proptest! {
     #![proptest_config(Config {
-        cases: 256,
+        cases: 1024,
         fork: true,
         timeout: 60_000,
         ..Config::default()
