@@ -3,8 +3,10 @@
 //! `check` (the default): personalized all-to-alls of messages of different lengths
 //! (empty ones included, and one of several MiB to pass MPI's eager limit) and
 //! all-gathers of different lengths, every received byte checked against what its
-//! sender must have sent, then the launch agreement over MPI, once agreeing and once
-//! with a rank-dependent item. Exits 0 only if every check passed on this rank.
+//! sender must have sent; the same through the flat forms into buffers kept and reused
+//! across rounds of growing and shrinking sizes; then the launch agreement over MPI,
+//! once agreeing and once with a rank-dependent item. Exits 0 only if every check
+//! passed on this rank.
 //! `fail K`: after one collective, rank K calls `Transport::fail` while the others wait
 //! in an all-gather: the launcher must end the whole job, non-zero; a rank whose
 //! collective returns instead exits 3.
@@ -12,6 +14,7 @@
 
 use cllm::dist::launch::{self, Disagreement, LaunchError};
 use cllm::dist::mpi::MpiTransport;
+use cllm::dist::transport::Blocks;
 use cllm::dist::Transport;
 use std::process::ExitCode;
 
@@ -82,6 +85,60 @@ fn check(t: &mut MpiTransport) -> Result<usize, String> {
                 return Err(format!(
                     "all_gather round {round}: rank {p}'s part is wrong ({} bytes)",
                     got.len()
+                ));
+            }
+        }
+    }
+    // The flat forms over caller-kept buffers, reused across rounds whose sizes grow,
+    // shrink to nothing and grow again (what the rank step does every step): stale
+    // bytes or offsets of an earlier round must never show.
+    let mut recv = Blocks::default();
+    let mut gathered = Blocks::default();
+    for round in [3, 0, 2, 4, 1, 3] {
+        let lens: Vec<usize> = (0..n).map(|q| a2a_len(me, q, round)).collect();
+        let mut send = Vec::new();
+        for (q, &len) in lens.iter().enumerate() {
+            send.extend(message(2, me, q, round, len));
+        }
+        t.all_to_all_flat(&send, &lens, &mut recv)
+            .map_err(|e| format!("all_to_all_flat round {round}: {e}"))?;
+        collectives += 1;
+        if recv.len() != n {
+            return Err(format!(
+                "all_to_all_flat round {round}: {} blocks",
+                recv.len()
+            ));
+        }
+        for p in 0..n {
+            if recv.block(p) != message(2, p, me, round, a2a_len(p, me, round)) {
+                return Err(format!(
+                    "all_to_all_flat round {round}: rank {p}'s block is wrong ({} bytes)",
+                    recv.block(p).len()
+                ));
+            }
+        }
+        let total: usize = (0..n).map(|p| a2a_len(p, me, round)).sum();
+        if recv.buf.len() != total {
+            return Err(format!(
+                "all_to_all_flat round {round}: buffer of {} bytes, want {total}",
+                recv.buf.len()
+            ));
+        }
+        let local = message(3, me, 0, round, gather_len(me, round));
+        t.all_gather_flat(&local, &mut gathered)
+            .map_err(|e| format!("all_gather_flat round {round}: {e}"))?;
+        collectives += 1;
+        if gathered.len() != n {
+            return Err(format!(
+                "all_gather_flat round {round}: {} blocks",
+                gathered.len()
+            ));
+        }
+        for p in 0..n {
+            if gathered.block(p) != message(3, p, 0, round, gather_len(p, round)) {
+                return Err(format!(
+                    "all_gather_flat round {round}: rank {p}'s block is wrong ({} bytes)",
+                    gathered.block(p).len()
                 ));
             }
         }
