@@ -269,9 +269,15 @@ fn rank_bench<T: Transport>(
     cfg: &TrainConfig,
     train: &Arc<[u32]>,
     threads: usize,
-    world: T,
+    mut world: T,
 ) -> Result<()> {
     let (rank, ranks) = (world.rank(), world.size());
+    let agreed = super::dist::fingerprint_json(&(cfg, args.steps, args.warmup, &args.isa))
+        .and_then(|arguments| super::dist::agree(&mut world, &[("arguments", arguments)]));
+    if let Err(e) = agreed {
+        world.fail(&format!("{e:#}"));
+        return Err(e);
+    }
     let isa = match isas(&args.isa)?.as_slice() {
         [isa] => *isa,
         _ => bail!("under mpirun, cllm bench measures one instruction-set path (--isa NAME)"),

@@ -130,11 +130,12 @@ fn start(_launched: Launched, micro_batches: usize) -> Result<Option<World>> {
 /// `("binary", ...)`, the running executable's. Every rank returns the same error if
 /// any rank differs from rank 0.
 pub fn agree<T: Transport>(t: &mut T, items: &[(&str, u64)]) -> Result<()> {
-    let (rank, size) = (t.rank(), t.size());
     let binary = launch::executable_fingerprint()?;
     let mut all: Vec<(&str, u64)> = items.to_vec();
     all.push(("binary", binary));
-    launch::check_agreement(t, &all).with_context(|| format!("rank {rank} of {size}"))
+    // No rank in the message: the caller reports it through `Transport::fail`, which
+    // names the rank.
+    Ok(launch::check_agreement(t, &all)?)
 }
 
 /// The fingerprint of `value`'s JSON (e.g. the training configuration with its

@@ -198,7 +198,7 @@ impl Transport for MpiTransport {
     }
 
     fn fail(&mut self, why: &str) {
-        eprintln!("rank {}: {why}", self.rank);
+        eprintln!("rank {} of {}: {why}", self.rank, self.size);
         // MPI_Abort of the world: the launcher ends every rank with exit code 1.
         self.world.abort(1)
     }

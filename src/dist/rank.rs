@@ -224,8 +224,7 @@ impl<T: Transport> RankTrainer<T> {
             Ok(stats) => stats,
             Err(Failure::Shared(e)) => return Err(e),
             Err(Failure::Local(e)) => {
-                self.transport
-                    .fail(&format!("rank {}: step {step}: {e}", self.rank));
+                self.transport.fail(&naming_step(step, &e));
                 return Err(e);
             }
         };
@@ -553,6 +552,15 @@ enum Failure {
     Shared(TrainError),
 }
 
+/// `e`'s message, starting with the step (most step errors name it already).
+fn naming_step(step: u64, e: &TrainError) -> String {
+    let msg = e.to_string();
+    match msg.starts_with("step ") {
+        true => msg,
+        false => format!("step {step}: {msg}"),
+    }
+}
+
 fn comm_error(step: u64, rank: usize, source: CommError) -> TrainError {
     TrainError::Comm { step, rank, source }
 }
@@ -654,6 +662,6 @@ impl<T: Transport> Engine for RankTrainer<T> {
     }
 
     fn fail(&mut self, error: &DriverError) {
-        self.transport.fail(&format!("rank {}: {error}", self.rank));
+        self.transport.fail(&error.to_string());
     }
 }

@@ -146,8 +146,9 @@ pub trait Transport {
         recv.fill_from(&self.all_gather(local)?);
         Ok(())
     }
-    /// Tell the group this rank has failed (`why` names the step and the cause) and
-    /// will make no further calls; the other ranks' collectives then fail with
-    /// [`CommError::PeerFailed`]. The MPI implementation ends the job (`MPI_Abort`).
+    /// Tell the group this rank has failed (`why` names the step and the cause; the
+    /// transport adds the rank) and will make no further calls; the other ranks'
+    /// collectives then fail with [`CommError::PeerFailed`]. The MPI implementation
+    /// prints `rank R of N: why` and ends the job (`MPI_Abort`).
     fn fail(&mut self, why: &str);
 }
