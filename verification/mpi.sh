@@ -133,7 +133,7 @@ transport_fail() {
   echo "info: exit status $rc after $(( $(ms) - t0 )) ms"
   [[ $rc != 0 ]] || { echo "the job exited 0 although rank $k failed"; return 1; }
   [[ $rc != 124 && $rc != 137 ]] || { echo "the job did not end within 30 s"; return 1; }
-  grep -q "^rank $k: deliberate failure" <<<"$out" || { echo "no 'rank $k: ...' line"; return 1; }
+  grep -q "^rank $k of $r: deliberate failure" <<<"$out" || { echo "no 'rank $k of $r: ...' line"; return 1; }
   ! grep -q "a collective returned" <<<"$out" || { echo "a peer's collective returned"; return 1; }
 }
 for r in 1 2 3; do check "transport: all_to_all/all_gather/agreement, R=$r" transport_check "$r"; done
@@ -261,6 +261,27 @@ kill_rank() {
 }
 check "kill -9 rank 1 of 2: mpirun ends non-zero <30 s, checkpoint loads" kill_rank 1
 check "kill -9 rank 0 of 2: mpirun ends non-zero <30 s, checkpoint loads" kill_rank 0
+
+# ---- 4b. a rank that fails mid-run on its own ---------------------------------------
+# Rank 0 alone writes files: an output directory on a 200 KiB tmpfs makes its first
+# checkpoint (step 10) fail with ENOSPC while rank 1 is already waiting in the next
+# step's collective. Rank 0 must end the job (MPI_Abort) with a message naming the rank
+# and the step, within the bound (needs root for the mount; skipped otherwise).
+rank_fails() {
+  local d=$WORK/full rc out t0
+  if [[ $(id -u) != 0 ]]; then echo "info: skipped (needs root to mount a tmpfs)"; return 0; fi
+  mkdir -p "$d" && mount -t tmpfs -o size=200k tmpfs "$d" || { echo "mount failed"; return 1; }
+  t0=$(ms)
+  out=$(timeout -k 5 30 "${MPIRUN[@]}" -np 2 "$CLLM" train "${MODEL[@]}" --steps 40 --eval-every 10 \
+    --checkpoint-every 10 --sample-tokens 0 --threads 1 --out "$d/run" 2>&1); rc=$?
+  umount "$d"
+  echo "$out" | grep -E 'rank|step' | tail -n 4
+  echo "info: mpirun exited $rc after $(( $(ms) - t0 )) ms"
+  [[ $rc != 0 && $rc != 124 && $rc != 137 ]] || { echo "exit status $rc (want a failure, not a timeout)"; return 1; }
+  grep -qE 'rank 0 of 2: after step 10: .*No space left on device' <<<"$out" \
+    || { echo "no message naming rank 0, step 10 and the cause"; return 1; }
+}
+check "rank 0's checkpoint write fails at step 10: job ends, rank and step named" rank_fails
 
 # ---- 5. bad launches ------------------------------------------------------------
 # refused NAME PATTERN COUNT MPIRUN-ARGS...: non-zero exit, PATTERN at least COUNT

@@ -662,6 +662,10 @@ impl<T: Transport> Engine for RankTrainer<T> {
     }
 
     fn fail(&mut self, error: &DriverError) {
-        self.transport.fail(&error.to_string());
+        let msg = error.to_string();
+        self.transport.fail(&match msg.starts_with("step ") {
+            true => msg,
+            false => format!("after step {}: {msg}", self.step),
+        });
     }
 }
