@@ -162,17 +162,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 cllm::isa::select(isa).context("selecting the instruction-set path")?;
                 let state = TrainState::initial(&cfg)?;
                 let mut trainer = Trainer::with_scheduler(cfg, state, threads, scheduler)?;
-                // Through the run driver, as `cllm train` trains: no files, no
-                // evaluation, one engine run per drive (no evaluation point splits it).
-                let plan = |stop| RunPlan {
-                    cadence: Cadence {
-                        eval_every: u64::MAX,
-                        checkpoint_every: 0,
-                        ..Cadence::default()
-                    },
-                    isa,
-                    ..RunPlan::new(&train, stop)
-                };
+                let plan = |stop| timing_plan(&train, stop, isa);
                 let never = AtomicBool::new(false);
                 if args.warmup > 0 {
                     drive(&mut trainer, &plan(args.warmup), &never, &mut ()).context("warm-up")?;
@@ -287,15 +277,7 @@ fn rank_bench<T: Transport>(
     let state = TrainState::initial(cfg)?;
     let mut trainer = RankTrainer::new(*cfg, state, threads, world)
         .with_context(|| format!("rank {rank} of {ranks}: setting up"))?;
-    let plan = |stop| RunPlan {
-        cadence: Cadence {
-            eval_every: u64::MAX,
-            checkpoint_every: 0,
-            ..Cadence::default()
-        },
-        isa,
-        ..RunPlan::new(train, stop)
-    };
+    let plan = |stop| timing_plan(train, stop, isa);
     let never = AtomicBool::new(false);
     if args.warmup > 0 {
         drive(&mut trainer, &plan(args.warmup), &never, &mut ())
@@ -349,6 +331,20 @@ fn rank_bench<T: Transport>(
 }
 
 // ---- helpers --------------------------------------------------------------------
+
+/// A timed drive to `stop` through the run driver, as `cllm train` trains: no files,
+/// no evaluation, one engine run per drive (no evaluation point splits it).
+fn timing_plan(train: &Arc<[u32]>, stop: u64, isa: Isa) -> RunPlan<'_> {
+    RunPlan {
+        cadence: Cadence {
+            eval_every: u64::MAX,
+            checkpoint_every: 0,
+            ..Cadence::default()
+        },
+        isa,
+        ..RunPlan::new(train, stop)
+    }
+}
 
 /// The paths to measure: `--isa` (each checked against this CPU, duplicates dropped),
 /// else `CLLM_ISA`, else the fastest path.

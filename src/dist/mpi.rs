@@ -17,7 +17,7 @@
 //! Either way no rank waits forever. A message count or total over `i32::MAX` bytes
 //! (MPI's `int` counts) is refused with [`CommError::Transport`] before any call.
 
-use super::transport::{Blocks, CommError, Transport};
+use super::transport::{check_counts, Blocks, CommError, Transport};
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::environment::Universe;
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -144,15 +144,7 @@ impl Transport for MpiTransport {
         counts: &[usize],
         recv: &mut Blocks,
     ) -> Result<(), CommError> {
-        if counts.len() != self.size || counts.iter().sum::<usize>() != send.len() {
-            return Err(CommError::Transport(format!(
-                "rank {}: all_to_all given {} bytes in {} counts for {} ranks",
-                self.rank,
-                send.len(),
-                counts.len(),
-                self.size
-            )));
-        }
+        check_counts(self.rank, self.size, send.len(), counts)?;
         let send_counts = counts
             .iter()
             .map(|&c| self.count(c, "an all-to-all message"))

@@ -112,14 +112,7 @@ impl<T: Transport> RankTrainer<T> {
         }
         let layout = ParamLayout::new(&cfg.model);
         let n = layout.len();
-        if state.params.len() != n || state.opt.m.len() != n || state.opt.v.len() != n {
-            return Err(TrainError::StateMismatch(format!(
-                "the model has {n} parameters, the state holds {} weights and {}/{} moments",
-                state.params.len(),
-                state.opt.m.len(),
-                state.opt.v.len()
-            )));
-        }
+        state.check_fits(n)?;
         let rank = transport.rank();
         let plan = Plan::new(transport.size(), cfg.micro_batches, n)?;
         let shard = plan.shard(rank);

@@ -40,6 +40,27 @@ pub enum CommError {
     Transport(String),
 }
 
+/// The contract of [`Transport::all_to_all_flat`]'s arguments on rank `rank` of
+/// `size`: one count per rank, summing to the `send_len` bytes given.
+pub fn check_counts(
+    rank: usize,
+    size: usize,
+    send_len: usize,
+    counts: &[usize],
+) -> Result<(), CommError> {
+    let total: usize = counts.iter().sum();
+    if counts.len() != size || total != send_len {
+        return Err(CommError::Malformed {
+            rank,
+            what: format!(
+                "{send_len} bytes cut into {} counts summing to {total} for {size} ranks",
+                counts.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Messages from every rank in one buffer: rank `p`'s is [`Blocks::block`]`(p)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Blocks {
@@ -116,18 +137,7 @@ pub trait Transport {
         counts: &[usize],
         recv: &mut Blocks,
     ) -> Result<(), CommError> {
-        if counts.len() != self.size() || counts.iter().sum::<usize>() != send.len() {
-            return Err(CommError::Malformed {
-                rank: self.rank(),
-                what: format!(
-                    "{} bytes cut into {} counts summing to {} for {} ranks",
-                    send.len(),
-                    counts.len(),
-                    counts.iter().sum::<usize>(),
-                    self.size()
-                ),
-            });
-        }
+        check_counts(self.rank(), self.size(), send.len(), counts)?;
         let mut at = 0;
         let parts: Vec<Vec<u8>> = counts
             .iter()

@@ -126,14 +126,7 @@ impl Trainer {
         }
         let layout = ParamLayout::new(&cfg.model);
         let n = layout.len();
-        if state.params.len() != n || state.opt.m.len() != n || state.opt.v.len() != n {
-            return Err(TrainError::StateMismatch(format!(
-                "the model has {n} parameters, the state holds {} weights and {}/{} moments",
-                state.params.len(),
-                state.opt.m.len(),
-                state.opt.v.len()
-            )));
-        }
+        state.check_fits(n)?;
         let decay: Arc<[Range<usize>]> = decay_ranges(&layout).into();
         // One worker (with its own context) per micro-batch at most; the lock-free
         // scheduler turns the remaining threads into helpers that split the workers'

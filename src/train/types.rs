@@ -268,4 +268,18 @@ impl TrainState {
             sampler: Sampler::new(cfg.seed).state(),
         })
     }
+
+    /// Whether this state's buffers fit a model of `n` parameters (weights and both
+    /// moments); the error says what the state holds.
+    pub fn check_fits(&self, n: usize) -> Result<(), TrainError> {
+        if self.params.len() != n || self.opt.m.len() != n || self.opt.v.len() != n {
+            return Err(TrainError::StateMismatch(format!(
+                "the model has {n} parameters, the state holds {} weights and {}/{} moments",
+                self.params.len(),
+                self.opt.m.len(),
+                self.opt.v.len()
+            )));
+        }
+        Ok(())
+    }
 }
