@@ -212,8 +212,6 @@ fn a_dropped_rank_fails_both_others_after_a_good_round_three_ranks() {
 /// The rank named is the one that failed first (the `CommError::PeerFailed` contract),
 /// not a rank that left afterwards because it saw that failure.
 #[test]
-#[ignore = "fails: MemoryTransport names the lowest dead rank, so rank 2 may be told \
-            that rank 0 (which only left after seeing rank 1 fail) failed; see the report"]
 fn the_rank_named_is_the_one_that_failed_first() {
     failure_model(3, 1, 0, Exit::Fail, false);
 }
@@ -222,8 +220,6 @@ fn the_rank_named_is_the_one_that_failed_first() {
 /// write a mailbox a live rank may still be reading (the previous round of that
 /// parity): the transport must refuse the call (or fail it) without racing.
 #[test]
-#[ignore = "fails: MemoryTransport::exchange writes the mailboxes again after a failed \
-            round (a data race with a live rank still reading); see the report"]
 fn a_call_after_a_failed_round_does_not_race_a_live_reader() {
     model(2, || {
         on_ranks::<Loom, _>(3, |mut t| {

@@ -19,8 +19,11 @@
 //!   its reason into its own `reasons[me]` cell, then sets `dead[me]` (Release: the
 //!   reason reaches whoever acquires the flag) and counts itself in `deaths`. A
 //!   waiter stops waiting when its round is complete or `deaths > 0`; an incomplete
-//!   round then fails with [`CommError::PeerFailed`] naming the lowest dead rank. A
-//!   round every rank had already written still completes (its data is whole).
+//!   round then fails with [`CommError::PeerFailed`] naming the rank that died first
+//!   (`first`, set once by compare-exchange; Release, after the reason), and every later
+//!   call of that rank returns the same error without touching a mailbox (a live rank
+//!   may still be reading one). A round every rank had already written still
+//!   completes (its data is whole).
 //!   Dropping a rank that has finished its last collective is harmless: nobody waits
 //!   on it any more.
 
@@ -34,6 +37,8 @@ struct Shared<P: Platform> {
     boxes: Vec<P::Cell<Vec<u8>>>,
     arrived: P::AtomicUsize,
     deaths: P::AtomicUsize,
+    /// The first rank to die (`usize::MAX` while none has).
+    first: P::AtomicUsize,
     dead: Vec<P::AtomicBool>,
     reasons: Vec<P::Cell<String>>,
     event: Event<P>,
@@ -52,6 +57,8 @@ pub struct MemoryTransport<P: Platform = Std> {
     rank: usize,
     round: usize,
     gone: bool,
+    /// Set when a round failed: later calls return it without touching a mailbox.
+    broken: Option<CommError>,
 }
 
 impl<P: Platform> MemoryTransport<P> {
@@ -66,6 +73,7 @@ impl<P: Platform> MemoryTransport<P> {
                 .collect(),
             arrived: P::AtomicUsize::new(0),
             deaths: P::AtomicUsize::new(0),
+            first: P::AtomicUsize::new(usize::MAX),
             dead: (0..ranks).map(|_| P::AtomicBool::new(false)).collect(),
             reasons: (0..ranks).map(|_| P::Cell::new(String::new())).collect(),
             event: Event::new(),
@@ -76,6 +84,7 @@ impl<P: Platform> MemoryTransport<P> {
                 rank,
                 round: 0,
                 gone: false,
+                broken: None,
             })
             .collect()
     }
@@ -87,6 +96,9 @@ impl<P: Platform> MemoryTransport<P> {
                 "rank {} already left the group",
                 self.rank
             )));
+        }
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
         }
         let s = &*self.shared;
         let r = s.ranks;
@@ -118,7 +130,9 @@ impl<P: Platform> MemoryTransport<P> {
             }
         }
         if !complete() {
-            return Err(self.peer_failure());
+            let e = self.peer_failure();
+            self.broken = Some(e.clone());
+            return Err(e);
         }
         Ok((0..r)
             // SAFETY: every rank wrote its box to this rank before the count this rank
@@ -128,9 +142,17 @@ impl<P: Platform> MemoryTransport<P> {
             .collect())
     }
 
-    /// The lowest dead rank and its reason.
+    /// The first rank that died and its reason (else the lowest dead one).
     fn peer_failure(&self) -> CommError {
         let s = &*self.shared;
+        // Acquire: pairs with the first dead rank's Release exchange (after its reason).
+        let rank = s.first.load(Ordering::Acquire);
+        if rank < s.ranks {
+            // SAFETY: the reason was written before the exchange this load acquired and
+            // is never written again.
+            let why = s.reasons[rank].with(|w| unsafe { (*w).clone() });
+            return CommError::PeerFailed { rank, why };
+        }
         for (rank, dead) in s.dead.iter().enumerate() {
             // Acquire: pairs with the dead rank's Release store after its reason.
             if dead.load(Ordering::Acquire) {
@@ -156,6 +178,11 @@ impl<P: Platform> MemoryTransport<P> {
         s.reasons[self.rank].with_mut(|w| unsafe { *w = why });
         // Release: publishes the reason to any rank that acquires the flag.
         s.dead[self.rank].store(true, Ordering::Release);
+        // Release: publishes the reason to whoever acquires `first`; if another rank
+        // died first, the exchange fails (nothing to publish) and that rank stays named.
+        let _ =
+            s.first
+                .compare_exchange(usize::MAX, self.rank, Ordering::Release, Ordering::Relaxed);
         // Release: makes the flag (and reason) visible to waiters that acquire it.
         s.deaths.fetch_add(1, Ordering::Release);
         s.event.notify();
