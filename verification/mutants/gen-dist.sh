@@ -17,3 +17,5 @@ gen dist-single-buffer src/dist/memory.rs 's/let parity = self\.round % 2;/let p
 gen dist-deaths-not-checked src/dist/memory.rs 's/let failed = \|\| s\.deaths\.load\(Ordering::Acquire\) > 0;/let failed = || false;/'
 gen dist-no-wake-on-death src/dist/memory.rs 's/(s\.deaths\.fetch_add\(1, Ordering::Release\);\n)\s*s\.event\.notify\(\);\n/$1/'
 gen dist-no-wake-on-arrival src/dist/memory.rs 's/(s\.arrived\.fetch_add\(1, Ordering::Release\);\n)\s*s\.event\.notify\(\);\n/$1/'
+gen dist-failed-round-forgotten src/dist/memory.rs 's/            self\.broken = Some\(e\.clone\(\)\);\n//'
+gen dist-first-death-not-named src/dist/memory.rs 's/let rank = s\.first\.load\(Ordering::Acquire\);/let rank = usize::MAX;/'
