@@ -1,5 +1,5 @@
 //! The MPI transport alone, under a real launcher: run it as
-//! `mpirun -np R target/release/examples/mpi_collectives [check | fail K]`.
+//! `mpirun -np R target/release/examples/mpi_collectives [check | fail K | panic K]`.
 //! `check` (the default): personalized all-to-alls of messages of different lengths
 //! (empty ones included, and one of several MiB to pass MPI's eager limit) and
 //! all-gathers of different lengths, every received byte checked against what its
@@ -10,6 +10,8 @@
 //! `fail K`: after one collective, rank K calls `Transport::fail` while the others wait
 //! in an all-gather: the launcher must end the whole job, non-zero; a rank whose
 //! collective returns instead exits 3.
+//! `panic K`: the same with rank K panicking: `MpiTransport::init`'s panic hook must
+//! abort it (never unwind into `MPI_Finalize`), and the launcher end the job.
 //! Owns nothing but its process; needs `--features mpi`.
 
 use cllm::dist::launch::{self, Disagreement, LaunchError};
@@ -206,8 +208,23 @@ fn main() -> ExitCode {
             );
             ExitCode::from(3)
         }
+        Some("panic") => {
+            let k: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            if t.all_gather(&[me as u8]).is_err() {
+                return ExitCode::from(2);
+            }
+            if me == k {
+                panic!("deliberate panic (mpi_collectives panic)");
+            }
+            let outcome = t.all_gather(&[1]);
+            eprintln!(
+                "rank {me}: a collective returned ({:?}) after rank {k} panicked",
+                outcome.map(|v| v.len())
+            );
+            ExitCode::from(3)
+        }
         Some(other) => {
-            eprintln!("mpi_collectives: unknown mode {other} (check | fail K)");
+            eprintln!("mpi_collectives: unknown mode {other} (check | fail K | panic K)");
             ExitCode::from(2)
         }
     }

@@ -139,6 +139,19 @@ transport_fail() {
 for r in 1 2 3; do check "transport: all_to_all/all_gather/agreement, R=$r" transport_check "$r"; done
 check "transport: fail on rank 1 of 3 ends the job non-zero" transport_fail 3 1
 check "transport: fail on rank 0 of 2 ends the job non-zero" transport_fail 2 0
+# A rank that panics between collectives: its panic hook aborts it (unwinding would
+# reach MPI_Finalize, which waits for the others while they wait for it); the job ends.
+transport_panic() {
+  local r=$1 k=$2 out rc t0; t0=$(ms)
+  out=$(timeout -k 5 30 "${MPIRUN[@]}" -np "$r" "$EX" panic "$k" 2>&1); rc=$?
+  echo "$out" | grep -v '^\s*$' | tail -n 6
+  echo "info: exit status $rc after $(( $(ms) - t0 )) ms"
+  [[ $rc != 0 ]] || { echo "the job exited 0 although rank $k panicked"; return 1; }
+  [[ $rc != 124 && $rc != 137 ]] || { echo "the job did not end within 30 s"; return 1; }
+  grep -q "rank $k of $r: panicked" <<<"$out" || { echo "no 'rank $k of $r: panicked' line"; return 1; }
+  ! grep -q "a collective returned" <<<"$out" || { echo "a peer's collective returned"; return 1; }
+}
+check "transport: a panic on rank 1 of 2 ends the job non-zero" transport_panic 2 1
 
 if [[ "${CLLM_MPI_TRANSPORT_ONLY:-0}" == 1 ]]; then summary; exit $?; fi
 

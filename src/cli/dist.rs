@@ -112,15 +112,6 @@ fn start(launched: Launched, _micro_batches: usize) -> Result<Option<World>> {
 fn start(_launched: Launched, micro_batches: usize) -> Result<Option<World>> {
     let t = cllm::dist::mpi::MpiTransport::init().context("starting MPI")?;
     let (rank, size) = (t.rank(), t.size());
-    // A panic must not unwind into MPI_Finalize (which waits for the other ranks while
-    // they wait in a collective for this one): report it and end the process at once;
-    // the launcher then ends every other rank.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        eprintln!("rank {rank} of {size}: panicked; ending this process (mpirun ends the others)");
-        std::process::abort();
-    }));
     launch::check_ranks(size, micro_batches).with_context(|| format!("rank {rank} of {size}"))?;
     Ok(Some(t))
 }

@@ -11,7 +11,8 @@
 //! the one that created it (MPI is initialized `MPI_THREAD_FUNNELED`; the type is not
 //! `Send`).
 //!
-//! Failure: MPI's default error handler on the world communicator is
+//! Failure: a panic on a rank aborts its process (see `abort_on_panic`, installed by
+//! [`MpiTransport::init`]). MPI's default error handler on the world communicator is
 //! `MPI_ERRORS_ARE_FATAL`, so a collective whose peer died ends the job rather than
 //! returning; the launcher (`mpirun`) also ends every rank when one exits abnormally.
 //! Either way no rank waits forever. A message count or total over `i32::MAX` bytes
@@ -54,6 +55,7 @@ impl MpiTransport {
             .map_err(|_| CommError::Transport(format!("negative rank {}", world.rank())))?;
         let size = usize::try_from(world.size())
             .map_err(|_| CommError::Transport(format!("world size {}", world.size())))?;
+        abort_on_panic(rank, size);
         Ok(MpiTransport {
             world,
             rank,
@@ -88,6 +90,22 @@ impl MpiTransport {
         self.count(total, what)?;
         Ok((displs, total))
     }
+}
+
+/// From now on a panic anywhere in this process (any thread) prints its message and
+/// `rank R of N: panicked`, then aborts the process. It must not unwind: unwinding
+/// drops the universe, and `MPI_Finalize` waits for the other ranks while they wait in
+/// a collective for this one (a hang). Once the process is gone, the launcher ends
+/// every other rank.
+fn abort_on_panic(rank: usize, size: usize) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!(
+            "rank {rank} of {size}: panicked; ending this process (the launcher ends the others)"
+        );
+        std::process::abort();
+    }));
 }
 
 /// A buffer of `len` bytes whose data pointer is a real allocation even when `len`
