@@ -18,20 +18,21 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-echo "shape  round  1x2 tokens/s  2x1 tokens/s  ratio  KiB sent/step  collective ms/step"
+echo "shape  round  1x2 tokens/s  2x1 tokens/s  ratio  KiB sent/step (rank 0/1)  collective ms/step (rank 0/1)"
 for shape in s m; do
   : > "$work/one"; : > "$work/two"; : > "$work/ratio"
   for ((i = 1; i <= ROUNDS; i++)); do
     one=$("$BIN" bench --shape "$shape" --max-threads 2 --scheduler lockfree --steps "$STEPS" \
       --out "$work/b1" | awk '$1 == "lock-free" && $3 == 2 {print $4}')
-    line=$(mpirun --oversubscribe -np 2 "$BIN" bench --shape "$shape" --max-threads 1 \
-      --steps "$STEPS" --out "$work/b2" | grep '^tokens/s')
-    two=$(awk '{print $2}' <<<"${line%%;*}")
-    kib=$(grep -oE 'sent [0-9.]+ KiB' <<<"$line" | awk '{print $2}')
-    ms=$(grep -oE '[0-9.]+ ms per step in collectives' <<<"$line" | awk '{print $1}')
+    out=$(mpirun --oversubscribe -np 2 "$BIN" bench --shape "$shape" --max-threads 1 \
+      --steps "$STEPS" --out "$work/b2")
+    two=$(grep '^tokens/s' <<<"$out" | awk '{print $2}' | tr -d ';')
+    # Both ranks: KiB sent per step and ms per step in collectives, "rank0/rank1".
+    kib=$(grep -oE 'sent [0-9.]+ KiB' <<<"$out" | awk '{print $2}' | paste -sd/)
+    ms=$(grep -oE '[0-9.]+ ms per step in collectives' <<<"$out" | awk '{print $1}' | paste -sd/)
     echo "$one" >> "$work/one"; echo "$two" >> "$work/two"
     awk -v a="$two" -v b="$one" 'BEGIN {print a / b}' >> "$work/ratio"
-    printf '%-6s %5d  %12.0f  %12.0f  %5.3f  %13s  %18s\n' "$shape" "$i" "$one" "$two" \
+    printf '%-6s %5d  %12.0f  %12.0f  %5.3f  %24s  %29s\n' "$shape" "$i" "$one" "$two" \
       "$(awk -v a="$two" -v b="$one" 'BEGIN {print a / b}')" "$kib" "$ms"
   done
   m1=$(median < "$work/one"); m2=$(median < "$work/two")

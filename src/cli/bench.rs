@@ -252,8 +252,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// `cllm bench` as one rank of an MPI run: the shape on every rank with `threads`
-/// threads each, through the run driver; rank 0 reports tokens/s, the bytes it sent
-/// per step and its time in collectives, and writes them to bench.json.
+/// threads each, through the run driver; rank 0 reports tokens/s and, for every rank,
+/// the bytes it sent per step and its time in collectives, and writes them to
+/// bench.json.
 fn rank_bench<T: Transport>(
     args: &BenchArgs,
     cfg: &TrainConfig,
@@ -283,19 +284,33 @@ fn rank_bench<T: Transport>(
         drive(&mut trainer, &plan(args.warmup), &never, &mut ())
             .with_context(|| format!("rank {rank} of {ranks}: warm-up"))?;
     }
-    let before = trainer.comm_stats();
+    let before = trainer
+        .gather_comm_stats()
+        .with_context(|| format!("rank {rank} of {ranks}: statistics"))?;
     let outcome = drive(&mut trainer, &plan(total), &never, &mut ())
         .with_context(|| format!("rank {rank} of {ranks}: measured run"))?;
+    let after = trainer
+        .gather_comm_stats()
+        .with_context(|| format!("rank {rank} of {ranks}: statistics"))?;
     if rank != 0 {
         return Ok(());
     }
-    let after = trainer.comm_stats();
-    let steps = (after.steps - before.steps).max(1) as f64;
     let secs = outcome.summary.secs;
     let tokens_per_s = (args.steps as usize * cfg.tokens_per_step()) as f64 / secs;
-    let sent = (after.bytes_sent - before.bytes_sent) as f64 / steps;
-    let comm = (after.time - before.time).as_secs_f64() / steps;
-    let step_time = secs / steps;
+    let step_time = secs / args.steps.max(1) as f64;
+    // Per rank, over the measured steps: KiB sent per step, seconds per step in
+    // collectives.
+    let per_rank: Vec<(f64, f64)> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| {
+            let steps = (a.steps - b.steps).max(1) as f64;
+            (
+                (a.bytes_sent - b.bytes_sent) as f64 / steps,
+                (a.time - b.time).as_secs_f64() / steps,
+            )
+        })
+        .collect();
     println!(
         "cllm bench (MPI): shape {:?}, {ranks} rank(s) x {} thread(s), {} micro-batches of {}; \
          {} measured steps after {} warm-up; isa {isa}",
@@ -306,14 +321,16 @@ fn rank_bench<T: Transport>(
         args.steps,
         args.warmup,
     );
-    println!(
-        "tokens/s {tokens_per_s:.0}; rank 0 sent {:.1} KiB per step; {:.2} ms per step in \
-         collectives ({:.1}% of the {:.2} ms step, waiting for the slowest rank included)",
-        sent / 1024.0,
-        comm * 1e3,
-        100.0 * comm / step_time,
-        step_time * 1e3,
-    );
+    println!("tokens/s {tokens_per_s:.0}; step {:.2} ms", step_time * 1e3);
+    for (r, (sent, comm)) in per_rank.iter().enumerate() {
+        println!(
+            "rank {r}: sent {:.1} KiB per step; {:.2} ms per step in collectives ({:.1}% of \
+             the step, waiting for the slowest rank included)",
+            sent / 1024.0,
+            comm * 1e3,
+            100.0 * comm / step_time,
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let json_path = args.out.join("bench.json");
@@ -321,8 +338,9 @@ fn rank_bench<T: Transport>(
         "shape": format!("{:?}", args.shape), "config": cfg, "steps": args.steps,
         "warmup": args.warmup, "isa": isa.name(), "ranks": ranks,
         "threads_per_rank": trainer.threads(), "tokens_per_s": tokens_per_s,
-        "bytes_sent_per_step_rank0": sent, "comm_seconds_per_step_rank0": comm,
         "step_seconds": step_time,
+        "bytes_sent_per_step": per_rank.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "comm_seconds_per_step": per_rank.iter().map(|r| r.1).collect::<Vec<_>>(),
     });
     std::fs::write(&json_path, serde_json::to_string_pretty(&doc)?)
         .with_context(|| format!("writing {}", json_path.display()))?;

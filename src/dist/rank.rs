@@ -44,7 +44,9 @@ use crate::train::workers::MicroBatch;
 use core::ops::Range;
 use std::time::{Duration, Instant};
 
-/// What the rank's collectives cost so far.
+/// What the rank's training collectives cost so far: those of its steps and of the
+/// stop agreement after each (a checkpoint's gather of the moments, and these
+/// statistics' own exchange, are not counted).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CommStats {
     /// Steps completed.
@@ -255,10 +257,10 @@ impl<T: Transport> RankTrainer<T> {
         let n = self.params.len();
         let mut opt = AdamState::new(n);
         opt.t = self.t;
-        self.gather(&f32_bytes(&self.m))
+        self.gather_uncounted(&f32_bytes(&self.m))
             .map_err(|e| self.comm_error(e))?;
         let m = core::mem::take(&mut self.gathered);
-        self.gather(&f32_bytes(&self.v))
+        self.gather_uncounted(&f32_bytes(&self.v))
             .map_err(|e| self.comm_error(e))?;
         let v = core::mem::take(&mut self.gathered);
         for p in 0..self.plan.ranks() {
@@ -278,6 +280,39 @@ impl<T: Transport> RankTrainer<T> {
             step: self.step,
             sampler: self.sampler.state(),
         })
+    }
+
+    /// Collective: every rank's [`CommStats`], indexed by rank.
+    pub fn gather_comm_stats(&mut self) -> Result<Vec<CommStats>, TrainError> {
+        let c = self.comm;
+        let mut mine = Vec::with_capacity(24);
+        for x in [c.steps, c.bytes_sent, c.time.as_nanos() as u64] {
+            mine.extend_from_slice(&x.to_le_bytes());
+        }
+        self.gather_uncounted(&mine)
+            .map_err(|e| self.comm_error(e))?;
+        let all = &self.gathered;
+        let mut out = Vec::with_capacity(all.len());
+        for p in 0..all.len() {
+            let words: Vec<u64> = all
+                .block(p)
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+                .collect();
+            let [steps, bytes_sent, nanos] = words[..] else {
+                let e = CommError::Malformed {
+                    rank: p,
+                    what: "communication statistics of the wrong length".into(),
+                };
+                return Err(self.comm_error(e));
+            };
+            out.push(CommStats {
+                steps,
+                bytes_sent,
+                time: Duration::from_nanos(nanos),
+            });
+        }
+        Ok(out)
     }
 
     /// Mean validation loss of the current weights (not collective: every rank holds
@@ -529,6 +564,14 @@ impl<T: Transport> RankTrainer<T> {
         timed(&mut self.comm, sent, &mut self.transport, |t| {
             t.all_gather_flat(local, recv)
         })
+    }
+
+    /// [`Self::gather`] without counting it in [`CommStats`].
+    fn gather_uncounted(&mut self, local: &[u8]) -> Result<(), CommError> {
+        let before = self.comm;
+        let out = self.gather(local);
+        self.comm = before;
+        out
     }
 
     fn comm_error(&mut self, e: CommError) -> TrainError {
