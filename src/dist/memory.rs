@@ -16,19 +16,20 @@
 //!   *written* round `k + 1`, which each did after *reading* round `k`. So no mailbox
 //!   is written while a reader of its previous round may still read it.
 //! * Failure: a rank that fails ([`Transport::fail`]), panics, or is dropped writes
-//!   its reason into its own `reasons[me]` cell, then sets `dead[me]` (Release: the
-//!   reason reaches whoever acquires the flag) and counts itself in `deaths`. A
-//!   waiter stops waiting when its round is complete or `deaths > 0`; an incomplete
-//!   round then fails with [`CommError::PeerFailed`] naming the rank that died first
-//!   (`first`, set once by compare-exchange; Release, after the reason), and every later
-//!   call of that rank returns the same error without touching a mailbox (a live rank
-//!   may still be reading one). A round every rank had already written still
-//!   completes (its data is whole).
+//!   its reason into its own `reasons[me]` cell, then tries to become `first`
+//!   (compare-exchange from "none"; Release: its reason reaches whoever acquires
+//!   `first`), then counts itself in `deaths` (Release: whoever acquires a death count
+//!   sees `first` set, through the release sequence of every death). A waiter stops
+//!   waiting when its round is complete or `deaths > 0` (Acquire); an incomplete round
+//!   then fails with [`CommError::PeerFailed`] naming `first`, the rank that died
+//!   first, and its reason. Every later call of that rank returns the same error
+//!   without touching a mailbox (a live rank may still be reading one). A round every
+//!   rank had already written still completes (its data is whole).
 //!   Dropping a rank that has finished its last collective is harmless: nobody waits
 //!   on it any more.
 
 use super::transport::{CommError, Transport};
-use crate::sync::{AtomicFlag, AtomicWord, Event, Ordering, Platform, Std, SyncCell};
+use crate::sync::{AtomicWord, Event, Ordering, Platform, Std, SyncCell};
 use std::sync::Arc;
 
 struct Shared<P: Platform> {
@@ -39,7 +40,6 @@ struct Shared<P: Platform> {
     deaths: P::AtomicUsize,
     /// The first rank to die (`usize::MAX` while none has).
     first: P::AtomicUsize,
-    dead: Vec<P::AtomicBool>,
     reasons: Vec<P::Cell<String>>,
     event: Event<P>,
 }
@@ -74,7 +74,6 @@ impl<P: Platform> MemoryTransport<P> {
             arrived: P::AtomicUsize::new(0),
             deaths: P::AtomicUsize::new(0),
             first: P::AtomicUsize::new(usize::MAX),
-            dead: (0..ranks).map(|_| P::AtomicBool::new(false)).collect(),
             reasons: (0..ranks).map(|_| P::Cell::new(String::new())).collect(),
             event: Event::new(),
         });
@@ -116,9 +115,9 @@ impl<P: Platform> MemoryTransport<P> {
         s.event.notify();
         let target = r * (self.round + 1);
         self.round += 1;
-        // Acquire (both loads): pairs with every rank's Release increment (their
-        // mailbox writes) and with a dead rank's Release flag (its reason).
+        // Acquire: pairs with every rank's Release increment (their mailbox writes).
         let complete = || s.arrived.load(Ordering::Acquire) >= target;
+        // Acquire: pairs with the dead ranks' Release increments (`first` is set).
         let failed = || s.deaths.load(Ordering::Acquire) > 0;
         let mut spins = 0;
         while !(complete() || failed()) {
@@ -142,27 +141,18 @@ impl<P: Platform> MemoryTransport<P> {
             .collect())
     }
 
-    /// The first rank that died and its reason (else the lowest dead one).
+    /// The first rank that died and its reason (called after acquiring `deaths > 0`).
     fn peer_failure(&self) -> CommError {
         let s = &*self.shared;
         // Acquire: pairs with the first dead rank's Release exchange (after its reason).
         let rank = s.first.load(Ordering::Acquire);
-        if rank < s.ranks {
-            // SAFETY: the reason was written before the exchange this load acquired and
-            // is never written again.
-            let why = s.reasons[rank].with(|w| unsafe { (*w).clone() });
-            return CommError::PeerFailed { rank, why };
+        if rank >= s.ranks {
+            return CommError::Transport("a rank failed, but none is recorded first".into());
         }
-        for (rank, dead) in s.dead.iter().enumerate() {
-            // Acquire: pairs with the dead rank's Release store after its reason.
-            if dead.load(Ordering::Acquire) {
-                // SAFETY: the reason was written before the flag this load acquired and
-                // is never written again.
-                let why = s.reasons[rank].with(|w| unsafe { (*w).clone() });
-                return CommError::PeerFailed { rank, why };
-            }
-        }
-        CommError::Transport("a rank failed, but none is marked dead".into())
+        // SAFETY: the reason was written before the exchange this load acquired and is
+        // never written again.
+        let why = s.reasons[rank].with(|w| unsafe { (*w).clone() });
+        CommError::PeerFailed { rank, why }
     }
 
     /// Mark this rank dead with `why` (once).
@@ -173,17 +163,16 @@ impl<P: Platform> MemoryTransport<P> {
         self.gone = true;
         let s = &*self.shared;
         let why = why.to_string();
-        // SAFETY: only this rank writes its reason, once, before publishing its flag;
-        // readers read it only after acquiring the flag.
+        // SAFETY: only this rank writes its reason, once, before publishing it through
+        // `first`; readers read it only after acquiring `first`.
         s.reasons[self.rank].with_mut(|w| unsafe { *w = why });
-        // Release: publishes the reason to any rank that acquires the flag.
-        s.dead[self.rank].store(true, Ordering::Release);
         // Release: publishes the reason to whoever acquires `first`; if another rank
         // died first, the exchange fails (nothing to publish) and that rank stays named.
         let _ =
             s.first
                 .compare_exchange(usize::MAX, self.rank, Ordering::Release, Ordering::Relaxed);
-        // Release: makes the flag (and reason) visible to waiters that acquire it.
+        // Release: whoever acquires the count sees `first` set (by this rank or an
+        // earlier one).
         s.deaths.fetch_add(1, Ordering::Release);
         s.event.notify();
     }

@@ -70,3 +70,9 @@ gen ord-wq-push-wait-stamp-relaxed src/queue/work.rs 's/(\.stamp\n\s*\.load\(Ord
 gen ord-wq-pop-wait-head-acquire src/queue/work.rs 's/(fn pop_may_proceed\(&self\) -> bool \{\n\s*let head = self\.head\.load\(Ordering::)SeqCst\)/${1}Acquire)/'
 gen ord-wq-pop-wait-stamp-relaxed src/queue/work.rs 's/(\.stamp\n\s*\.load\(Ordering::)Acquire\);\n(\s*if stamp != head)/${1}Relaxed);\n$2/'
 gen ord-wq-pop-wait-tail-acquire src/queue/work.rs 's/(let tail = self\.tail\.load\(Ordering::)SeqCst\);\n(\s*tail & self\.mark_bit != 0 && tail & !self\.mark_bit == head)/${1}Acquire);\n$2/'
+# src/dist/memory.rs (the in-memory cross-rank transport)
+gen ord-dist-arrived-load-relaxed src/dist/memory.rs 's/s\.arrived\.load\(Ordering::Acquire\) >= target/s.arrived.load(Ordering::Relaxed) >= target/'
+gen ord-dist-deaths-load-relaxed src/dist/memory.rs 's/s\.deaths\.load\(Ordering::Acquire\) > 0/s.deaths.load(Ordering::Relaxed) > 0/'
+gen ord-dist-deaths-add-relaxed src/dist/memory.rs 's/s\.deaths\.fetch_add\(1, Ordering::Release\)/s.deaths.fetch_add(1, Ordering::Relaxed)/'
+gen ord-dist-first-load-relaxed src/dist/memory.rs 's/let rank = s\.first\.load\(Ordering::Acquire\);/let rank = s.first.load(Ordering::Relaxed);/'
+gen ord-dist-first-cas-relaxed src/dist/memory.rs 's/Ordering::Release, Ordering::Relaxed\)/Ordering::Relaxed, Ordering::Relaxed)/'
