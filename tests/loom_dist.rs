@@ -356,3 +356,29 @@ fn combine_two_ranks_three_slots() {
 fn combine_three_ranks_five_slots() {
     combine_model(1, 3, 5);
 }
+
+/// Two ranks fail independently (neither has seen the other's failure) while the
+/// third waits in a round: it must be told one of them, with that rank's own reason.
+/// The reason it reads was written by a rank it may have synchronized with only
+/// through `first` (when the other rank's death count is the one it saw), so this is
+/// the model in which `first`'s Release/Acquire pair is needed.
+#[test]
+fn two_independent_failures_name_one_of_them_with_its_reason() {
+    model(2, || {
+        on_ranks::<Loom, _>(3, |mut t| {
+            let me = t.rank();
+            if me < 2 {
+                t.fail(if me == 0 { "boom 0" } else { "boom 1" });
+                return None;
+            }
+            match t.all_gather(&[me as u8]) {
+                Err(CommError::PeerFailed { rank, why }) => {
+                    assert!(rank < 2, "named rank {rank}");
+                    assert_eq!(why, format!("boom {rank}"), "rank {rank}'s reason");
+                }
+                other => panic!("rank 2 got {other:?}"),
+            }
+            Some(t)
+        });
+    });
+}
