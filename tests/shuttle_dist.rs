@@ -22,80 +22,21 @@
 #[path = "bitwise/mod.rs"]
 mod bitwise;
 mod common;
+#[path = "dist_rounds/mod.rs"]
+mod dist_rounds;
 
 use bitwise::{bits, stat_bits, tokens, StatBits};
-use cllm::dist::{CommError, MemoryTransport, RankTrainer, Transport};
+use cllm::dist::{CommError, RankTrainer, Transport};
 use cllm::model::GptConfig;
-use cllm::sync::{Join, Platform};
+use cllm::sync::Platform;
 use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{TrainConfig, TrainError, TrainState, Trainer};
 use common::{shuttle_check, Shuttle, ShuttleSpin};
+use dist_rounds::{on_ranks, rounds};
 use std::sync::Arc;
 
 // ---- the transport ------------------------------------------------------------------
-
-/// What rank `from` sends rank `to` in all-to-all round `round`: 0, 1 or 2 bytes (some
-/// messages empty), every non-empty one distinct.
-fn payload(round: usize, from: usize, to: usize) -> Vec<u8> {
-    let len = (round + from + 2 * to) % 3;
-    (0..len)
-        .map(|i| (round * 32 + from * 8 + to * 2 + i) as u8)
-        .collect()
-}
-
-/// What rank `from` contributes to all-gather round `round`.
-fn gathered(round: usize, from: usize) -> Vec<u8> {
-    let len = (round + from + 1) % 3;
-    (0..len)
-        .map(|i| 128 + (round * 16 + from * 4 + i) as u8)
-        .collect()
-}
-
-/// `rounds` collectives (all-to-all in even rounds, all-gather in odd ones), each
-/// result checked exactly.
-fn rounds<P: Platform>(t: &mut MemoryTransport<P>, rounds: usize) {
-    let (me, r) = (t.rank(), t.size());
-    for k in 0..rounds {
-        if k.is_multiple_of(2) {
-            let send: Vec<Vec<u8>> = (0..r).map(|q| payload(k, me, q)).collect();
-            let got = t
-                .all_to_all(&send)
-                .expect("all-to-all with every rank alive");
-            let want: Vec<Vec<u8>> = (0..r).map(|p| payload(k, p, me)).collect();
-            assert_eq!(got, want, "rank {me}: all-to-all round {k}");
-        } else {
-            let got = t
-                .all_gather(&gathered(k, me))
-                .expect("all-gather with every rank alive");
-            let want: Vec<Vec<u8>> = (0..r).map(|p| gathered(k, p)).collect();
-            assert_eq!(got, want, "rank {me}: all-gather round {k}");
-        }
-    }
-}
-
-/// Run `body(transport)` on every rank of a group of `ranks`, each on its own
-/// model thread; the results by rank.
-fn on_ranks<P, T>(
-    ranks: usize,
-    body: impl Fn(MemoryTransport<P>) -> T + Send + Sync + Clone + 'static,
-) -> Vec<T>
-where
-    P: Platform + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = MemoryTransport::<P>::group(ranks)
-        .into_iter()
-        .map(|t| {
-            let body = body.clone();
-            P::spawn("rank", move || body(t)).expect("spawn a rank")
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("a rank panicked"))
-        .collect()
-}
 
 fn exchange<P: Platform + 'static>(ranks: usize, n: usize) {
     shuttle_check(move || {
