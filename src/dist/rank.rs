@@ -32,13 +32,13 @@
 use super::plan::{combine, Plan};
 use super::transport::{Blocks, CommError, Transport};
 use crate::data::Sampler;
-use crate::model::{self, ParamLayout, TrainingContext};
+use crate::model::{self, TrainingContext};
 use crate::segments::reduce::pairwise_sum_into;
 use crate::train::apply::decide;
 use crate::train::driver::{DriverError, Engine};
 use crate::train::norm::{self, NORM_BLOCK};
 use crate::train::optim::{update_part, AdamState};
-use crate::train::trainer::{decay_ranges, evaluate};
+use crate::train::trainer::{checked_layout, decay_ranges, evaluate};
 use crate::train::types::{StepStats, TrainConfig, TrainError, TrainState};
 use crate::train::workers::MicroBatch;
 use core::ops::Range;
@@ -108,13 +108,8 @@ impl<T: Transport> RankTrainer<T> {
         threads: usize,
         transport: T,
     ) -> Result<Self, TrainError> {
-        cfg.validate()?;
-        if threads == 0 {
-            return Err(TrainError::Config("threads must be at least 1".into()));
-        }
-        let layout = ParamLayout::new(&cfg.model);
+        let layout = checked_layout(&cfg, &state, threads)?;
         let n = layout.len();
-        state.check_fits(n)?;
         let rank = transport.rank();
         let plan = Plan::new(transport.size(), cfg.micro_batches, n)?;
         let shard = plan.shard(rank);

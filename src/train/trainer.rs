@@ -120,13 +120,8 @@ impl Trainer {
         threads: usize,
         scheduler: Scheduler,
     ) -> Result<Self, TrainError> {
-        cfg.validate()?;
-        if threads == 0 {
-            return Err(TrainError::Config("threads must be at least 1".into()));
-        }
-        let layout = ParamLayout::new(&cfg.model);
+        let layout = checked_layout(&cfg, &state, threads)?;
         let n = layout.len();
-        state.check_fits(n)?;
         let decay: Arc<[Range<usize>]> = decay_ranges(&layout).into();
         // One worker (with its own context) per micro-batch at most; the lock-free
         // scheduler turns the remaining threads into helpers that split the workers'
@@ -405,6 +400,22 @@ impl Trainer {
         self.state.step += 1;
         Ok(stats)
     }
+}
+
+/// What every trainer checks before it starts (the configuration, at least one
+/// thread, a state that fits the model), and the model's parameter layout.
+pub fn checked_layout(
+    cfg: &TrainConfig,
+    state: &TrainState,
+    threads: usize,
+) -> Result<ParamLayout, TrainError> {
+    cfg.validate()?;
+    if threads == 0 {
+        return Err(TrainError::Config("threads must be at least 1".into()));
+    }
+    let layout = ParamLayout::new(&cfg.model);
+    state.check_fits(layout.len())?;
+    Ok(layout)
 }
 
 /// The parameter ranges that get weight decay: the 2-D tensors.
