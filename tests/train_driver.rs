@@ -6,21 +6,20 @@
 //! created (and only that) and tells the engine when the error was not its own; the
 //! cadence is resolved from flags over saved settings over defaults.
 
-use cllm::data::{Corpus, MarkovSource};
-use cllm::model::GptConfig;
 use cllm::train::checkpoint;
 use cllm::train::driver::{
     drive, Cadence, CadenceError, CadenceOverrides, DriverError, Engine, Evaluation, Observer,
     Outcome, RunPlan, StepProgress,
 };
-use cllm::train::optim::AdamWConfig;
-use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{StepStats, TrainConfig, TrainError, TrainState, Trainer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+use fixtures::{corpus, tiny};
 #[path = "watchdog/mod.rs"]
 mod watchdog;
 
@@ -28,36 +27,6 @@ mod watchdog;
 /// barrier): a lost wake-up or a mismatched collective exits 124 naming the test.
 fn bound(name: &str) -> watchdog::Watchdog {
     watchdog::Watchdog::arm(name, Duration::from_secs(120))
-}
-
-fn tiny(steps: u64) -> TrainConfig {
-    TrainConfig {
-        model: GptConfig {
-            n_layer: 1,
-            n_head: 2,
-            n_embd: 8,
-            n_positions: 8,
-            vocab_size: 256,
-        },
-        batch: 2,
-        micro_batches: 2,
-        seq: 8,
-        steps,
-        schedule: Schedule {
-            max_lr: 1e-2,
-            min_lr: 1e-3,
-            warmup: 2,
-            total: steps,
-        },
-        adamw: AdamWConfig::default(),
-        grad_clip: 1.0,
-        seed: 7,
-    }
-}
-
-fn corpus() -> Corpus {
-    let source = MarkovSource::new(3, 2, 0.2).expect("a valid Markov source");
-    Corpus::from_bytes(&source.generate(20_000, 5), "test".into(), 0.1).expect("a corpus")
 }
 
 fn bits(xs: &[f32]) -> Vec<u32> {
@@ -116,7 +85,7 @@ fn logged(records: &[serde_json::Value]) -> (Vec<(u64, u32)>, Vec<u64>) {
 #[test]
 fn a_driven_run_ends_in_the_reference_steps_bits() {
     let _w = bound("train_driver::a_driven_run_ends_in_the_reference_steps_bits");
-    let cfg = tiny(10);
+    let cfg = tiny(10, 2);
     let data = corpus();
     let train: Arc<[u32]> = data.train.clone().into();
     let (want, want_losses) = reference(cfg, &data.train, 7);
@@ -317,7 +286,7 @@ impl Engine for Rank {
 #[test]
 fn a_non_writer_makes_the_writers_calls_and_touches_no_file() {
     let _w = bound("train_driver::a_non_writer_makes_the_writers_calls_and_touches_no_file");
-    let cfg = tiny(9);
+    let cfg = tiny(9, 2);
     let data = corpus();
     let train: Arc<[u32]> = data.train.clone().into();
     let (want, _) = reference(cfg, &data.train, 9);
@@ -404,7 +373,7 @@ impl Observer for Seen {
 #[test]
 fn another_ranks_stop_ends_every_rank_at_the_same_step() {
     let _w = bound("train_driver::another_ranks_stop_ends_every_rank_at_the_same_step");
-    let cfg = tiny(12);
+    let cfg = tiny(12, 2);
     let data = corpus();
     let train: Arc<[u32]> = data.train.clone().into();
     let (writer_dir, reader_dir) = (scratch("rank0"), scratch("rank1"));
@@ -470,7 +439,7 @@ fn another_ranks_stop_ends_every_rank_at_the_same_step() {
 #[test]
 fn an_interrupt_stops_after_the_step_and_checkpoints_there() {
     let _w = bound("train_driver::an_interrupt_stops_after_the_step_and_checkpoints_there");
-    let cfg = tiny(12);
+    let cfg = tiny(12, 2);
     let data = corpus();
     let train: Arc<[u32]> = data.train.clone().into();
     let (want, _) = reference(cfg, &data.train, 5);
@@ -514,7 +483,7 @@ fn an_interrupt_stops_after_the_step_and_checkpoints_there() {
 #[test]
 fn a_failed_start_removes_what_it_created_and_only_that() {
     let _w = bound("train_driver::a_failed_start_removes_what_it_created_and_only_that");
-    let cfg = tiny(4);
+    let cfg = tiny(4, 2);
     let train: Arc<[u32]> = corpus().train.into();
     let plan_to = |out: &PathBuf, stop| RunPlan {
         out: Some(out.clone()),
@@ -577,7 +546,7 @@ fn a_failed_start_removes_what_it_created_and_only_that() {
 
 #[test]
 fn a_bad_stop_step_is_refused_before_any_file() {
-    let cfg = tiny(4);
+    let cfg = tiny(4, 2);
     let train: Arc<[u32]> = corpus().train.into();
     let dir = scratch("badstop");
     let mut trainer = Trainer::new(cfg, TrainState::initial(&cfg).unwrap()).unwrap();

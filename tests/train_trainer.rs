@@ -5,16 +5,17 @@
 //! wrong, a checkpoint's `run.json` records the path that wrote it without being part
 //! of what loading reads, and training actually lowers the loss.
 
-use cllm::data::{Corpus, MarkovSource, Sampler};
+use cllm::data::Sampler;
 use cllm::isa::Isa;
-use cllm::model::{self, GptConfig, TrainingContext};
+use cllm::model::{self, TrainingContext};
 use cllm::segments::reduce::pairwise_sum_into;
 use cllm::train::checkpoint::{self, CheckpointError};
-use cllm::train::optim::AdamWConfig;
-use cllm::train::schedule::Schedule;
-use cllm::train::trainer::{TrainConfig, TrainError, TrainState, Trainer};
+use cllm::train::trainer::{TrainError, TrainState, Trainer};
 use std::path::PathBuf;
 
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+use fixtures::{corpus, tiny};
 #[path = "watchdog/mod.rs"]
 mod watchdog;
 
@@ -22,36 +23,6 @@ mod watchdog;
 /// file takes about a second): a lost wake-up exits 124 naming the test.
 fn bound(name: &str) -> watchdog::Watchdog {
     watchdog::Watchdog::arm(name, std::time::Duration::from_secs(120))
-}
-
-fn tiny(steps: u64, micro_batches: usize) -> TrainConfig {
-    TrainConfig {
-        model: GptConfig {
-            n_layer: 1,
-            n_head: 2,
-            n_embd: 8,
-            n_positions: 8,
-            vocab_size: 256,
-        },
-        batch: 2,
-        micro_batches,
-        seq: 8,
-        steps,
-        schedule: Schedule {
-            max_lr: 1e-2,
-            min_lr: 1e-3,
-            warmup: 2,
-            total: steps,
-        },
-        adamw: AdamWConfig::default(),
-        grad_clip: 1.0,
-        seed: 7,
-    }
-}
-
-fn corpus() -> Corpus {
-    let source = MarkovSource::new(3, 2, 0.2).expect("a valid Markov source");
-    Corpus::from_bytes(&source.generate(20_000, 5), "test".into(), 0.1).expect("a corpus")
 }
 
 fn bits(xs: &[f32]) -> Vec<u32> {
