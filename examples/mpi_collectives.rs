@@ -96,13 +96,16 @@ fn check(t: &mut MpiTransport) -> Result<usize, String> {
     // bytes or offsets of an earlier round must never show.
     let mut recv = Blocks::default();
     let mut gathered = Blocks::default();
-    for round in [3, 0, 2, 4, 1, 3] {
+    for (i, round) in [3, 0, 2, 4, 1, 3].into_iter().enumerate() {
         let lens: Vec<usize> = (0..n).map(|q| a2a_len(me, q, round)).collect();
         let mut send = Vec::new();
         for (q, &len) in lens.iter().enumerate() {
             send.extend(message(2, me, q, round, len));
         }
-        t.all_to_all_flat(&send, &lens, &mut recv)
+        // Odd positions say what they expect (no count exchange), even ones do not.
+        let expect: Vec<usize> = (0..n).map(|p| a2a_len(p, me, round)).collect();
+        let expect = (i % 2 == 1).then_some(&expect[..]);
+        t.all_to_all_flat(&send, &lens, expect, &mut recv)
             .map_err(|e| format!("all_to_all_flat round {round}: {e}"))?;
         collectives += 1;
         if recv.len() != n {
@@ -127,7 +130,9 @@ fn check(t: &mut MpiTransport) -> Result<usize, String> {
             ));
         }
         let local = message(3, me, 0, round, gather_len(me, round));
-        t.all_gather_flat(&local, &mut gathered)
+        let expect: Vec<usize> = (0..n).map(|p| gather_len(p, round)).collect();
+        let expect = (i % 2 == 1).then_some(&expect[..]);
+        t.all_gather_flat(&local, expect, &mut gathered)
             .map_err(|e| format!("all_gather_flat round {round}: {e}"))?;
         collectives += 1;
         if gathered.len() != n {

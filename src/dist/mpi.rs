@@ -7,7 +7,8 @@
 //! Must never reduce numbers in MPI (no `MPI_Reduce`, `MPI_Allreduce`,
 //! `MPI_Reduce_scatter`): the standard only recommends a fixed reduction order, so every
 //! sum cllm relies on is cllm's own, computed in its fixed order after the bytes have
-//! moved. Must never interpret the bytes, and never be used from a thread other than
+//! moved. When the caller knows what it will receive (the rank step always does), the
+//! count exchange is skipped. Must never interpret the bytes, and never be used from a thread other than
 //! the one that created it (MPI is initialized `MPI_THREAD_FUNNELED`; the type is not
 //! `Send`).
 //!
@@ -73,6 +74,17 @@ impl MpiTransport {
                 Count::MAX
             ))
         })
+    }
+
+    /// One MPI count per rank from `lens` (which must have one entry per rank).
+    fn counts(&self, lens: &[usize], what: &str) -> Result<Vec<Count>, CommError> {
+        if lens.len() != self.size {
+            return Err(CommError::Malformed {
+                rank: self.rank,
+                what: format!("{} lengths for {} ranks in {what}", lens.len(), self.size),
+            });
+        }
+        lens.iter().map(|&c| self.count(c, what)).collect()
     }
 
     /// Displacements of consecutive blocks of `counts` bytes (their total must fit a
@@ -146,13 +158,13 @@ impl Transport for MpiTransport {
         let flat = Blocks::from_parts(send);
         let counts: Vec<usize> = send.iter().map(Vec::len).collect();
         let mut recv = Blocks::default();
-        self.all_to_all_flat(&flat.buf, &counts, &mut recv)?;
+        self.all_to_all_flat(&flat.buf, &counts, None, &mut recv)?;
         Ok(recv.into_parts())
     }
 
     fn all_gather(&mut self, local: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
         let mut recv = Blocks::default();
-        self.all_gather_flat(local, &mut recv)?;
+        self.all_gather_flat(local, None, &mut recv)?;
         Ok(recv.into_parts())
     }
 
@@ -160,18 +172,22 @@ impl Transport for MpiTransport {
         &mut self,
         send: &[u8],
         counts: &[usize],
+        expect: Option<&[usize]>,
         recv: &mut Blocks,
     ) -> Result<(), CommError> {
         check_counts(self.rank, self.size, send.len(), counts)?;
-        let send_counts = counts
-            .iter()
-            .map(|&c| self.count(c, "an all-to-all message"))
-            .collect::<Result<Vec<Count>, _>>()?;
+        let send_counts = self.counts(counts, "an all-to-all message")?;
         let (send_displs, _) = self.displs(&send_counts, "the all-to-all send total")?;
-        // Every rank learns what each peer will send it (one count per pair).
-        let mut recv_counts: Vec<Count> = vec![0; self.size];
-        self.world
-            .all_to_all_into(&send_counts[..], &mut recv_counts[..]);
+        let recv_counts = match expect {
+            Some(lens) => self.counts(lens, "an expected all-to-all message")?,
+            None => {
+                // Every rank learns what each peer will send it (one count per pair).
+                let mut recv_counts: Vec<Count> = vec![0; self.size];
+                self.world
+                    .all_to_all_into(&send_counts[..], &mut recv_counts[..]);
+                recv_counts
+            }
+        };
         let (recv_displs, recv_total) =
             self.displs(&recv_counts, "the all-to-all receive total")?;
         // An empty `send` would point at address 1 (MPI_IN_PLACE): send from a real
@@ -189,10 +205,33 @@ impl Transport for MpiTransport {
         Ok(())
     }
 
-    fn all_gather_flat(&mut self, local: &[u8], recv: &mut Blocks) -> Result<(), CommError> {
+    fn all_gather_flat(
+        &mut self,
+        local: &[u8],
+        expect: Option<&[usize]>,
+        recv: &mut Blocks,
+    ) -> Result<(), CommError> {
         let mine = self.count(local.len(), "an all-gather contribution")?;
-        let mut counts: Vec<Count> = vec![0; self.size];
-        self.world.all_gather_into(&mine, &mut counts[..]);
+        let counts = match expect {
+            Some(lens) => {
+                if lens.get(self.rank) != Some(&local.len()) {
+                    return Err(CommError::Malformed {
+                        rank: self.rank,
+                        what: format!(
+                            "contributes {} bytes, but expects {:?} from the ranks",
+                            local.len(),
+                            lens
+                        ),
+                    });
+                }
+                self.counts(lens, "an expected all-gather contribution")?
+            }
+            None => {
+                let mut counts: Vec<Count> = vec![0; self.size];
+                self.world.all_gather_into(&mine, &mut counts[..]);
+                counts
+            }
+        };
         let (displs, total) = self.displs(&counts, "the all-gather total")?;
         resize(&mut recv.buf, total);
         // An empty `local` would point at address 1 (MPI_IN_PLACE): send from a real

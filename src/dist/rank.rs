@@ -92,6 +92,12 @@ pub struct RankTrainer<T: Transport> {
     recv: Blocks,
     received: Vec<(Range<usize>, Vec<f32>)>,
     gathered: Blocks,
+    /// The byte lengths this rank receives from each rank (known from the plan, so the
+    /// transport need not exchange them): the all-to-all's node sums, the decision's
+    /// losses and norm blocks, and one shard of floats (weights, moments).
+    lens_sums: Vec<usize>,
+    lens_decide: Vec<usize>,
+    lens_shard: Vec<usize>,
     tokens: Vec<u32>,
     targets: Vec<u32>,
     comm: CommStats,
@@ -151,6 +157,13 @@ impl<T: Transport> RankTrainer<T> {
                 .map(|node| (node, vec![0.0; shard.len()]))
                 .collect(),
             gathered: Blocks::default(),
+            lens_sums: (0..plan.ranks())
+                .map(|p| plan.nodes(p).len() * shard.len() * 4)
+                .collect(),
+            lens_decide: (0..plan.ranks())
+                .map(|p| plan.slots(p).len() * 4 + plan.shard(p).len().div_ceil(NORM_BLOCK) * 8)
+                .collect(),
+            lens_shard: (0..plan.ranks()).map(|p| plan.shard(p).len() * 4).collect(),
             tokens: vec![0; micro],
             targets: vec![0; micro],
             comm: CommStats::default(),
@@ -242,7 +255,9 @@ impl<T: Transport> RankTrainer<T> {
 
     /// Collective: whether `stop` is true on any rank.
     pub fn agree(&mut self, stop: bool) -> Result<bool, TrainError> {
-        self.gather(&[stop as u8]).map_err(|e| self.comm_error(e))?;
+        let ones = vec![1; self.plan.ranks()];
+        self.gather(&[stop as u8], &ones)
+            .map_err(|e| self.comm_error(e))?;
         let all = &self.gathered;
         Ok((0..all.len()).any(|p| all.block(p).first() == Some(&1)))
     }
@@ -252,10 +267,11 @@ impl<T: Transport> RankTrainer<T> {
         let n = self.params.len();
         let mut opt = AdamState::new(n);
         opt.t = self.t;
-        self.gather_uncounted(&f32_bytes(&self.m))
+        let lens = self.lens_shard.clone();
+        self.gather_uncounted(&f32_bytes(&self.m), &lens)
             .map_err(|e| self.comm_error(e))?;
         let m = core::mem::take(&mut self.gathered);
-        self.gather_uncounted(&f32_bytes(&self.v))
+        self.gather_uncounted(&f32_bytes(&self.v), &lens)
             .map_err(|e| self.comm_error(e))?;
         let v = core::mem::take(&mut self.gathered);
         for p in 0..self.plan.ranks() {
@@ -284,7 +300,7 @@ impl<T: Transport> RankTrainer<T> {
         for x in [c.steps, c.bytes_sent, c.time.as_nanos() as u64] {
             mine.extend_from_slice(&x.to_le_bytes());
         }
-        self.gather_uncounted(&mine)
+        self.gather_uncounted(&mine, &vec![mine.len(); self.plan.ranks()])
             .map_err(|e| self.comm_error(e))?;
         let all = &self.gathered;
         let mut out = Vec::with_capacity(all.len());
@@ -384,8 +400,9 @@ impl<T: Transport> RankTrainer<T> {
         drop(sums);
         let sent = send.len() - counts[self.rank];
         let (send, counts, recv) = (&self.send, &self.counts, &mut self.recv);
+        let lens = &self.lens_sums;
         timed(&mut self.comm, sent, &mut self.transport, |t| {
-            t.all_to_all_flat(send, counts, recv)
+            t.all_to_all_flat(send, counts, Some(lens), recv)
         })
         .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         let shard = self.plan.shard(self.rank);
@@ -436,7 +453,7 @@ impl<T: Transport> RankTrainer<T> {
         for b in &blocks {
             mine.extend_from_slice(&b.to_le_bytes());
         }
-        self.gather(&mine)
+        self.gather(&mine, &self.lens_decide.clone())
             .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         let all = &self.gathered;
         let mut losses = vec![0.0f32; cfg.micro_batches];
@@ -474,7 +491,7 @@ impl<T: Transport> RankTrainer<T> {
         );
         // 7. All-gather the updated shards.
         let mine = f32_bytes(&self.params[shard]);
-        self.gather(&mine)
+        self.gather(&mine, &self.lens_shard.clone())
             .map_err(|e| Failure::Local(comm_error(step, self.rank, e)))?;
         for p in 0..ranks {
             let (msg, shard) = (self.gathered.block(p), self.plan.shard(p));
@@ -552,19 +569,19 @@ impl<T: Transport> RankTrainer<T> {
         })
     }
 
-    /// All-gather `local` into `self.gathered`.
-    fn gather(&mut self, local: &[u8]) -> Result<(), CommError> {
+    /// All-gather `local` into `self.gathered`; `expect`: every rank's length.
+    fn gather(&mut self, local: &[u8], expect: &[usize]) -> Result<(), CommError> {
         let sent = local.len() * (self.plan.ranks() - 1);
         let recv = &mut self.gathered;
         timed(&mut self.comm, sent, &mut self.transport, |t| {
-            t.all_gather_flat(local, recv)
+            t.all_gather_flat(local, Some(expect), recv)
         })
     }
 
     /// [`Self::gather`] without counting it in [`CommStats`].
-    fn gather_uncounted(&mut self, local: &[u8]) -> Result<(), CommError> {
+    fn gather_uncounted(&mut self, local: &[u8], expect: &[usize]) -> Result<(), CommError> {
         let before = self.comm;
-        let out = self.gather(local);
+        let out = self.gather(local, expect);
         self.comm = before;
         out
     }

@@ -61,6 +61,25 @@ pub fn check_counts(
     Ok(())
 }
 
+/// Received messages against the lengths the caller expected (if it said).
+pub fn check_expected(
+    rank: usize,
+    recv: &Blocks,
+    expect: Option<&[usize]>,
+) -> Result<(), CommError> {
+    let Some(expect) = expect else {
+        return Ok(());
+    };
+    let got: Vec<usize> = (0..recv.len()).map(|p| recv.block(p).len()).collect();
+    if got != expect {
+        return Err(CommError::Malformed {
+            rank,
+            what: format!("received messages of {got:?} bytes, expected {expect:?}"),
+        });
+    }
+    Ok(())
+}
+
 /// Messages from every rank in one buffer: rank `p`'s is [`Blocks::block`]`(p)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Blocks {
@@ -131,10 +150,15 @@ pub trait Transport {
     /// rank `q` is the `q`-th run of `counts[q]` bytes (`counts.len() == size()`, their
     /// sum `send.len()`). The received messages replace `recv`'s contents (its buffers'
     /// capacity is reused, so a caller that keeps `recv` allocates nothing per step).
+    /// `expect`, when the caller knows them, are the lengths it will receive from each
+    /// rank: a transport may then skip exchanging the lengths (MPI does: one collective
+    /// instead of two); a message of another length is an error (under MPI, a fatal
+    /// one that ends the job).
     fn all_to_all_flat(
         &mut self,
         send: &[u8],
         counts: &[usize],
+        expect: Option<&[usize]>,
         recv: &mut Blocks,
     ) -> Result<(), CommError> {
         check_counts(self.rank(), self.size(), send.len(), counts)?;
@@ -148,13 +172,19 @@ pub trait Transport {
             })
             .collect();
         recv.fill_from(&self.all_to_all(&parts)?);
-        Ok(())
+        check_expected(self.rank(), recv, expect)
     }
     /// [`Transport::all_gather`] with every contribution in one buffer, replacing
-    /// `recv`'s contents (as [`Transport::all_to_all_flat`]).
-    fn all_gather_flat(&mut self, local: &[u8], recv: &mut Blocks) -> Result<(), CommError> {
+    /// `recv`'s contents, and with the lengths to expect if known (as
+    /// [`Transport::all_to_all_flat`]).
+    fn all_gather_flat(
+        &mut self,
+        local: &[u8],
+        expect: Option<&[usize]>,
+        recv: &mut Blocks,
+    ) -> Result<(), CommError> {
         recv.fill_from(&self.all_gather(local)?);
-        Ok(())
+        check_expected(self.rank(), recv, expect)
     }
     /// Tell the group this rank has failed (`why` names the step and the cause; the
     /// transport adds the rank) and will make no further calls; the other ranks'
