@@ -31,7 +31,7 @@ use cllm::dist::{CommError, MemoryTransport, Plan, Transport};
 use cllm::segments::reduce::pairwise_sum_into;
 use cllm::sync::Platform;
 use common::{watchdog, Loom, LoomSpin};
-use dist_rounds::{on_ranks, rounds};
+use dist_rounds::{fail_or_see_failure, on_ranks, rounds, Exit};
 
 /// Run `f` under loom, exhaustively within preemption bound `bound`
 /// (`LOOM_MAX_PREEMPTIONS`, when set and non-empty, overrides it), bounded by a
@@ -74,15 +74,6 @@ fn three_ranks_three_rounds_every_message_exact() {
     exchange_model::<Loom>(1, 3, 3);
 }
 
-/// How the failing rank goes.
-#[derive(Clone, Copy, Debug)]
-enum Exit {
-    /// `Transport::fail("boom")`.
-    Fail,
-    /// The transport is dropped (not while panicking): "left the group".
-    Drop,
-}
-
 /// All ranks run `before` good rounds; then rank `victim` fails or leaves while the
 /// others enter one more round: each of them must get `PeerFailed` naming the victim
 /// and its reason. With `keep`, the other ranks keep their transports until every
@@ -90,31 +81,8 @@ enum Exit {
 /// a rank process does when it exits on the error).
 fn failure_model(ranks: usize, victim: usize, before: usize, exit: Exit, keep: bool) {
     model(2, move || {
-        on_ranks::<Loom, _>(ranks, move |mut t| {
-            rounds(&mut t, before);
-            let me = t.rank();
-            if me == victim {
-                match exit {
-                    Exit::Fail => t.fail("boom"),
-                    Exit::Drop => drop(t),
-                }
-                return None;
-            }
-            let why = match exit {
-                Exit::Fail => "boom",
-                Exit::Drop => "left the group",
-            };
-            let want = CommError::PeerFailed {
-                rank: victim,
-                why: why.into(),
-            };
-            let got = if before.is_multiple_of(2) {
-                t.all_to_all(&vec![vec![me as u8]; ranks])
-            } else {
-                t.all_gather(&[me as u8])
-            };
-            assert_eq!(got, Err(want), "rank {me}, round {before}");
-            keep.then_some(t)
+        on_ranks::<Loom, _>(ranks, move |t| {
+            fail_or_see_failure(t, victim, before, exit).filter(|_| keep)
         });
     });
 }

@@ -33,7 +33,7 @@ use cllm::train::optim::AdamWConfig;
 use cllm::train::schedule::Schedule;
 use cllm::train::trainer::{TrainConfig, TrainError, TrainState, Trainer};
 use common::{shuttle_check, Shuttle, ShuttleSpin};
-use dist_rounds::{on_ranks, rounds};
+use dist_rounds::{fail_or_see_failure, on_ranks, rounds, Exit};
 use std::sync::Arc;
 
 // ---- the transport ------------------------------------------------------------------
@@ -59,45 +59,13 @@ fn three_ranks_five_rounds_spinning() {
     exchange::<ShuttleSpin>(3, 5);
 }
 
-/// How a rank goes.
-#[derive(Clone, Copy, Debug)]
-enum Exit {
-    Fail,
-    Drop,
-}
-
 /// All ranks run `before` good rounds; rank `victim` then fails or leaves while the
 /// others enter one more round: each must get `PeerFailed` naming it and its reason.
 /// The others keep their transports until every rank returned (so the victim is the
 /// only dead rank).
 fn failure<P: Platform + 'static>(ranks: usize, victim: usize, before: usize, exit: Exit) {
     shuttle_check(move || {
-        on_ranks::<P, _>(ranks, move |mut t| {
-            rounds(&mut t, before);
-            let me = t.rank();
-            if me == victim {
-                match exit {
-                    Exit::Fail => t.fail("boom"),
-                    Exit::Drop => drop(t),
-                }
-                return None;
-            }
-            let why = match exit {
-                Exit::Fail => "boom",
-                Exit::Drop => "left the group",
-            };
-            let got = if before.is_multiple_of(2) {
-                t.all_to_all(&vec![vec![me as u8]; ranks])
-            } else {
-                t.all_gather(&[me as u8])
-            };
-            let want = CommError::PeerFailed {
-                rank: victim,
-                why: why.into(),
-            };
-            assert_eq!(got, Err(want), "rank {me}, round {before}");
-            Some(t)
-        });
+        on_ranks::<P, _>(ranks, move |t| fail_or_see_failure(t, victim, before, exit));
     });
 }
 

@@ -5,7 +5,7 @@
 //! compared exactly.
 #![allow(dead_code)]
 
-use cllm::dist::{MemoryTransport, Transport};
+use cllm::dist::{CommError, MemoryTransport, Transport};
 use cllm::sync::{Join, Platform};
 
 /// What rank `from` sends rank `to` in all-to-all round `round`: 0, 1 or 2 bytes (so
@@ -74,4 +74,48 @@ where
             .map(|h| h.join().expect("a rank panicked")),
     );
     out
+}
+
+/// How the failing rank of a failure check goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Exit {
+    /// `Transport::fail("boom")`.
+    Fail,
+    /// The transport is dropped (not while panicking): "left the group".
+    Drop,
+}
+
+/// One rank of a failure check: `before` good rounds; then rank `victim` fails or
+/// leaves (returning `None`) while every other rank enters one more round and must get
+/// `PeerFailed` naming the victim and its reason. The others return their transport.
+pub fn fail_or_see_failure<P: Platform>(
+    mut t: MemoryTransport<P>,
+    victim: usize,
+    before: usize,
+    exit: Exit,
+) -> Option<MemoryTransport<P>> {
+    rounds(&mut t, before);
+    let (me, ranks) = (t.rank(), t.size());
+    if me == victim {
+        match exit {
+            Exit::Fail => t.fail("boom"),
+            Exit::Drop => drop(t),
+        }
+        return None;
+    }
+    let why = match exit {
+        Exit::Fail => "boom",
+        Exit::Drop => "left the group",
+    };
+    let want = CommError::PeerFailed {
+        rank: victim,
+        why: why.into(),
+    };
+    let got = if before.is_multiple_of(2) {
+        t.all_to_all(&vec![vec![me as u8]; ranks])
+    } else {
+        t.all_gather(&[me as u8])
+    };
+    assert_eq!(got, Err(want), "rank {me}, round {before}");
+    Some(t)
 }
