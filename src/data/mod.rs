@@ -22,6 +22,7 @@
 mod markov;
 mod rng;
 mod sampler;
+mod tokens;
 
 pub use markov::{
     default_corpus, entropy, symbol_index, MarkovSource, ALPHABET, DEFAULT_CORPUS_ALPHA,
@@ -30,6 +31,7 @@ pub use markov::{
 };
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
+pub use tokens::{TokenSource, Tokens};
 
 use std::fs;
 use std::io;
