@@ -128,7 +128,7 @@ fn trainer_of_shape_equals_reference(
             .collect();
         let mut last_grad = Vec::new();
         let mut losses = Vec::new();
-        let (contexts, result) = lockfree::run::<Shuttle>(
+        let (contexts, result) = lockfree::run::<Shuttle, _>(
             &cfg,
             &mut state,
             &decay,

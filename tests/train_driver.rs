@@ -218,7 +218,7 @@ impl Engine for Rank {
 
     fn run(
         &mut self,
-        train: &Arc<[u32]>,
+        train: &cllm::data::Tokens,
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<(), TrainError> {
@@ -246,7 +246,11 @@ impl Engine for Rank {
         Ok(())
     }
 
-    fn eval(&mut self, val: &[u32], windows: usize) -> Result<f32, TrainError> {
+    fn eval(
+        &mut self,
+        val: &dyn cllm::data::TokenSource,
+        windows: usize,
+    ) -> Result<f32, TrainError> {
         self.calls.push(Call::Eval {
             at: self.trainer.step_count(),
         });

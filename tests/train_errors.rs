@@ -100,7 +100,7 @@ fn lockfree_run<F: Faults>(threads: usize, steps: u64, faults: &Arc<F>) -> Outco
         .collect();
     let mut stats = Vec::new();
     let mut last_grad = Vec::new();
-    let (contexts, result) = lockfree::run_with_faults::<Std, F>(
+    let (contexts, result) = lockfree::run_with_faults::<Std, F, _>(
         &cfg,
         &mut state,
         &decay,

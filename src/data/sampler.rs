@@ -10,7 +10,7 @@
 //! uniform over the `len - seq` windows that fit. Arguments are checked before any
 //! randomness is used, so a rejected call leaves the sampler unchanged.
 
-use super::{DataError, Rng};
+use super::{DataError, Rng, TokenSource};
 use serde::{Deserialize, Serialize};
 
 /// Everything needed to resume a [`Sampler`] exactly.
@@ -55,7 +55,7 @@ impl Sampler {
     /// `batch * seq` long.
     pub fn next_batch(
         &mut self,
-        data: &[u32],
+        data: &(impl TokenSource + ?Sized),
         batch: usize,
         seq: usize,
         tokens: &mut [u32],
@@ -79,8 +79,8 @@ impl Sampler {
             .zip(targets.chunks_exact_mut(seq))
         {
             let start = self.rng.below(n_starts);
-            tok.copy_from_slice(&data[start..start + seq]);
-            tgt.copy_from_slice(&data[start + 1..start + need]);
+            data.read(start, tok);
+            data.read(start + 1, tgt);
         }
         self.batches += 1;
         Ok(())

@@ -36,6 +36,26 @@ impl TokenSource for [u32] {
     }
 }
 
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn read(&self, start: usize, out: &mut [u32]) {
+        (**self).read(start, out)
+    }
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for &T {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn read(&self, start: usize, out: &mut [u32]) {
+        (**self).read(start, out)
+    }
+}
+
 impl TokenSource for Vec<u32> {
     fn len(&self) -> usize {
         Vec::len(self)
@@ -83,6 +103,18 @@ impl fmt::Debug for Tokens {
 impl From<Vec<u32>> for Tokens {
     fn from(v: Vec<u32>) -> Self {
         Tokens(Arc::new(v))
+    }
+}
+
+impl From<Arc<[u32]>> for Tokens {
+    fn from(v: Arc<[u32]>) -> Self {
+        Tokens(Arc::new(v))
+    }
+}
+
+impl From<&Arc<[u32]>> for Tokens {
+    fn from(v: &Arc<[u32]>) -> Self {
+        Tokens(Arc::new(Arc::clone(v)))
     }
 }
 

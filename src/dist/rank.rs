@@ -31,7 +31,7 @@
 
 use super::plan::{combine, Plan};
 use super::transport::{Blocks, CommError, Transport};
-use crate::data::Sampler;
+use crate::data::{Sampler, TokenSource, Tokens};
 use crate::model::{self, TrainingContext};
 use crate::segments::reduce::pairwise_sum_into;
 use crate::train::apply::decide;
@@ -217,7 +217,7 @@ impl<T: Transport> RankTrainer<T> {
     }
 
     /// One optimizer step (collective: every rank calls it). See the module doc.
-    pub fn step(&mut self, train: &[u32]) -> Result<StepStats, TrainError> {
+    pub fn step(&mut self, train: &(impl TokenSource + ?Sized)) -> Result<StepStats, TrainError> {
         if self.poisoned {
             return Err(TrainError::Poisoned);
         }
@@ -239,7 +239,7 @@ impl<T: Transport> RankTrainer<T> {
     /// false on any rank, every rank stops after that same step.
     pub fn run(
         &mut self,
-        train: &[u32],
+        train: &(impl TokenSource + ?Sized),
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<(), TrainError> {
@@ -328,7 +328,11 @@ impl<T: Transport> RankTrainer<T> {
 
     /// Mean validation loss of the current weights (not collective: every rank holds
     /// every weight, so every rank computes the same value).
-    pub fn eval(&mut self, data: &[u32], max_windows: usize) -> Result<f32, TrainError> {
+    pub fn eval(
+        &mut self,
+        data: &(impl TokenSource + ?Sized),
+        max_windows: usize,
+    ) -> Result<f32, TrainError> {
         let ctx = match self.contexts.first_mut() {
             Some(ctx) => ctx,
             None => return Err(TrainError::Config("this rank has no context".into())),
@@ -351,7 +355,7 @@ impl<T: Transport> RankTrainer<T> {
 
     // ---- the step -------------------------------------------------------------
 
-    fn step_inner(&mut self, train: &[u32]) -> Result<StepStats, Failure> {
+    fn step_inner(&mut self, train: &(impl TokenSource + ?Sized)) -> Result<StepStats, Failure> {
         let step = self.step;
         let cfg = &{ self.cfg };
         let owned = self.plan.slots(self.rank);
@@ -669,14 +673,14 @@ impl<T: Transport> Engine for RankTrainer<T> {
 
     fn run(
         &mut self,
-        train: &std::sync::Arc<[u32]>,
+        train: &Tokens,
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<(), TrainError> {
         RankTrainer::run(self, train, steps, on_step)
     }
 
-    fn eval(&mut self, val: &[u32], windows: usize) -> Result<f32, TrainError> {
+    fn eval(&mut self, val: &dyn TokenSource, windows: usize) -> Result<f32, TrainError> {
         RankTrainer::eval(self, val, windows)
     }
 

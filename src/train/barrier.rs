@@ -15,6 +15,7 @@
 //! drops the missing participants) and joined.
 
 use crate::data::Sampler;
+use crate::data::TokenSource;
 use crate::model::{self, TrainingContext};
 use crate::segments::GradientSegments;
 use crate::step::WorkerStats;
@@ -41,7 +42,7 @@ pub struct BarrierRun<'a> {
     /// The summed gradient buffer.
     pub grad: &'a mut Vec<f32>,
     /// Training tokens.
-    pub train: &'a [u32],
+    pub train: &'a dyn TokenSource,
 }
 
 /// A reusable barrier for `n` threads (the `std::sync::Barrier` algorithm), whose

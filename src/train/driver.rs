@@ -13,6 +13,7 @@
 //! points where the driver calls them depend only on the step count, the plan and the
 //! agreed interrupt, which are the same on every process.
 
+use crate::data::{TokenSource, Tokens};
 use crate::isa::Isa;
 use crate::train::checkpoint::{self, CheckpointError, OutDir};
 use crate::train::report::{plot_svg, MetricsLog, ReportError, Series};
@@ -21,7 +22,6 @@ use serde::Deserialize as _;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One process's view of a training run, as the driver drives it. Every process of a
@@ -36,12 +36,12 @@ pub trait Engine {
     /// returns false on ANY process every process stops after that same step.
     fn run(
         &mut self,
-        train: &Arc<[u32]>,
+        train: &Tokens,
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<(), TrainError>;
     /// Not collective; called on every process at the same points. Validation loss.
-    fn eval(&mut self, val: &[u32], windows: usize) -> Result<f32, TrainError>;
+    fn eval(&mut self, val: &dyn TokenSource, windows: usize) -> Result<f32, TrainError>;
     /// Collective. The whole training state (a rank engine gathers the optimizer
     /// shards); what a checkpoint saves.
     fn snapshot(&mut self) -> Result<TrainState, TrainError>;
@@ -82,14 +82,14 @@ impl Engine for Trainer {
 
     fn run(
         &mut self,
-        train: &Arc<[u32]>,
+        train: &Tokens,
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<(), TrainError> {
         Trainer::run(self, train, steps, on_step).map(|_| ())
     }
 
-    fn eval(&mut self, val: &[u32], windows: usize) -> Result<f32, TrainError> {
+    fn eval(&mut self, val: &dyn TokenSource, windows: usize) -> Result<f32, TrainError> {
         Trainer::eval(self, val, windows)
     }
 
@@ -215,12 +215,12 @@ impl Cadence {
 }
 
 /// What one drive does: the data, where files go, the cadence, the stop step.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunPlan<'a> {
     /// Training tokens.
-    pub train: &'a Arc<[u32]>,
+    pub train: Tokens,
     /// Validation tokens; `None`: the run never evaluates (a timing run).
-    pub val: Option<&'a [u32]>,
+    pub val: Option<&'a dyn TokenSource>,
     /// Output directory (checkpoints, `metrics.jsonl`, `loss.svg`), written only by a
     /// process whose engine [`writes`](Engine::writes); `None`: no process writes any
     /// file. It must be new, empty or an earlier cllm output directory
@@ -244,9 +244,9 @@ pub struct RunPlan<'a> {
 impl<'a> RunPlan<'a> {
     /// A plan that trains on `train` to `stop` with the default cadence, no evaluation,
     /// no files, no entropy floor, the active instruction-set path.
-    pub fn new(train: &'a Arc<[u32]>, stop: u64) -> Self {
+    pub fn new(train: impl Into<Tokens>, stop: u64) -> Self {
         RunPlan {
-            train,
+            train: train.into(),
             val: None,
             out: None,
             cadence: Cadence::default(),
@@ -606,7 +606,7 @@ fn drive_inner<E: Engine + ?Sized>(
             !interrupt.load(Ordering::Relaxed)
         };
         engine
-            .run(plan.train, next - at, &mut on_step)
+            .run(&plan.train, next - at, &mut on_step)
             .map_err(|source| DriverError::Train {
                 step: engine.step_count() + 1,
                 steps: cfg.steps,

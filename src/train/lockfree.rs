@@ -25,7 +25,7 @@
 //!
 //! [`Trainer::step`]: crate::train::trainer::Trainer::step
 
-use crate::data::{Sampler, SamplerState};
+use crate::data::{Sampler, SamplerState, TokenSource};
 use crate::model::{self, RowSplit, TrainingContext};
 use crate::queue::{PrefetchError, PrefetchQueue};
 use crate::step::{StepError, StepHooks, StepProtocol, Team, WorkerStats};
@@ -70,18 +70,18 @@ pub struct Decision {
 /// returning `false` stops the run after that step. Returns the contexts (a worker
 /// that panicked loses its own) and the report or the first real error.
 #[allow(clippy::too_many_arguments)]
-pub fn run<P: Platform>(
+pub fn run<P: Platform, D: TokenSource + Clone + 'static>(
     cfg: &TrainConfig,
     state: &mut TrainState,
     decay: &Arc<[Range<usize>]>,
     contexts: Vec<TrainingContext>,
     helpers: usize,
-    train: &Arc<[u32]>,
+    train: &D,
     steps: u64,
     last_grad: &mut Vec<f32>,
     on_step: &mut dyn FnMut(&StepStats) -> bool,
 ) -> (Vec<TrainingContext>, Result<RunReport, TrainError>) {
-    run_with_faults::<P, NoFaults>(
+    run_with_faults::<P, NoFaults, D>(
         cfg,
         state,
         decay,
@@ -98,13 +98,13 @@ pub fn run<P: Platform>(
 /// [`run`], consulting `faults` before every draw and at the start of every hook
 /// (see [`Faults`]).
 #[allow(clippy::too_many_arguments)]
-pub fn run_with_faults<P: Platform, F: Faults>(
+pub fn run_with_faults<P: Platform, F: Faults, D: TokenSource + Clone + 'static>(
     cfg: &TrainConfig,
     state: &mut TrainState,
     decay: &Arc<[Range<usize>]>,
     mut contexts: Vec<TrainingContext>,
     helpers: usize,
-    train: &Arc<[u32]>,
+    train: &D,
     steps: u64,
     last_grad: &mut Vec<f32>,
     on_step: &mut dyn FnMut(&StepStats) -> bool,
@@ -219,7 +219,7 @@ pub fn run_with_faults<P: Platform, F: Faults>(
     let mut sampler_after = state.sampler;
     let mut leader_error = spawn_error;
     if leader_error.is_none() {
-        match start_prefetch::<P, F>(cfg, state, train, steps, faults) {
+        match start_prefetch::<P, F, D>(cfg, state, train, steps, faults) {
             Err(e) => leader_error = Some(e),
             Ok(mut prefetch) => {
                 while done < steps {
@@ -345,17 +345,17 @@ pub fn run_with_faults<P: Platform, F: Faults>(
 /// Start the pre-fetch thread: it draws `steps * micro_batches` micro-batches in
 /// order from a sampler at `state.sampler`. A draw that fails ends the stream with
 /// [`TrainError::Batch`] naming the step, after every micro-batch drawn before it.
-fn start_prefetch<P: Platform, F: Faults>(
+fn start_prefetch<P: Platform, F: Faults, D: TokenSource + Clone + 'static>(
     cfg: &TrainConfig,
     state: &TrainState,
-    train: &Arc<[u32]>,
+    train: &D,
     steps: u64,
     faults: &Arc<F>,
 ) -> Result<PrefetchQueue<Fetched, TrainError, P>, TrainError> {
     let (batch, seq, m) = (cfg.batch, cfg.seq, cfg.micro_batches);
     let mut sampler = Sampler::from_state(state.sampler);
     let first_step = state.step;
-    let train = Arc::clone(train);
+    let train = train.clone();
     let faults = Arc::clone(faults);
     let capacity = crate::queue::PREFETCH_DEFAULT_CAPACITY.min(2 * m).max(1);
     PrefetchQueue::spawn(capacity, move |producer| {

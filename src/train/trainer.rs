@@ -29,7 +29,7 @@
 //!
 //! The step loss is the mean of the micro-batch losses, summed in `m` order in f64.
 
-use crate::data::{eval_windows, Sampler};
+use crate::data::{eval_windows, Sampler, TokenSource};
 use crate::model::{self, ParamLayout, TrainingContext};
 use crate::segments::GradientSegments;
 use crate::step::WorkerStats;
@@ -210,9 +210,9 @@ impl Trainer {
     /// If `on_step` panics, the run stops after that step as if it had returned
     /// `false` (every thread stops and is joined, the trainer keeps the state after
     /// the step), and then the panic continues in the caller.
-    pub fn run(
+    pub fn run<D: TokenSource + Clone + 'static>(
         &mut self,
-        train: &Arc<[u32]>,
+        train: &D,
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<RunReport, TrainError> {
@@ -235,9 +235,9 @@ impl Trainer {
     }
 
     /// [`Trainer::run`] with a callback that does not panic.
-    fn run_guarded(
+    fn run_guarded<D: TokenSource + Clone + 'static>(
         &mut self,
-        train: &Arc<[u32]>,
+        train: &D,
         steps: u64,
         on_step: &mut dyn FnMut(&StepStats) -> bool,
     ) -> Result<RunReport, TrainError> {
@@ -251,7 +251,7 @@ impl Trainer {
             Scheduler::LockFree => {
                 self.state.sampler = self.sampler.state();
                 let contexts = core::mem::take(&mut self.contexts);
-                let (contexts, result) = lockfree::run::<crate::sync::Std>(
+                let (contexts, result) = lockfree::run::<crate::sync::Std, D>(
                     &self.cfg,
                     &mut self.state,
                     &self.decay,
@@ -326,7 +326,7 @@ impl Trainer {
 
     /// Run one optimizer step on `train` tokens, entirely on the calling thread (the
     /// reference every scheduler is compared with).
-    pub fn step(&mut self, train: &[u32]) -> Result<StepStats, TrainError> {
+    pub fn step(&mut self, train: &(impl TokenSource + ?Sized)) -> Result<StepStats, TrainError> {
         if self.poisoned {
             return Err(TrainError::Poisoned);
         }
@@ -365,7 +365,11 @@ impl Trainer {
 
     /// Mean loss over the deterministic evaluation windows of `data` (at most
     /// `max_windows` windows of `seq + 1` tokens, batched `batch` at a time).
-    pub fn eval(&mut self, data: &[u32], max_windows: usize) -> Result<f32, TrainError> {
+    pub fn eval(
+        &mut self,
+        data: &(impl TokenSource + ?Sized),
+        max_windows: usize,
+    ) -> Result<f32, TrainError> {
         evaluate(
             &self.cfg,
             &self.state.params,
@@ -435,7 +439,7 @@ pub fn evaluate(
     cfg: &TrainConfig,
     params: &[f32],
     ctx: &mut TrainingContext,
-    data: &[u32],
+    data: &(impl TokenSource + ?Sized),
     max_windows: usize,
     tokens: &mut [u32],
     targets: &mut [u32],
@@ -457,8 +461,8 @@ pub fn evaluate(
     for chunk in starts.chunks(batch) {
         let rows = chunk.len();
         for (b, &start) in chunk.iter().enumerate() {
-            tokens[b * seq..(b + 1) * seq].copy_from_slice(&data[start..start + seq]);
-            targets[b * seq..(b + 1) * seq].copy_from_slice(&data[start + 1..start + seq + 1]);
+            data.read(start, &mut tokens[b * seq..(b + 1) * seq]);
+            data.read(start + 1, &mut targets[b * seq..(b + 1) * seq]);
         }
         let ctx = if rows == batch {
             &mut *ctx
