@@ -17,7 +17,7 @@ use cllm::train::driver::{
 };
 use cllm::train::generate::generate;
 use cllm::train::optim::AdamWConfig;
-use cllm::train::schedule::Schedule;
+use cllm::train::schedule::{Schedule, DEFAULT_WARMUP};
 use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -69,7 +69,9 @@ pub struct TrainArgs {
     /// Final learning rate of the cosine decay [default: lr / 10].
     #[arg(long, conflicts_with = "resume")]
     pub min_lr: Option<f32>,
-    /// Linear warm-up steps [default: 5% of the steps].
+    /// Linear warm-up steps [default: 300, whatever the run's length: the learning
+    /// rate's early slope, not the run's share, is what keeps the first steps stable;
+    /// a shorter run stays in warm-up].
     #[arg(long, conflicts_with = "resume")]
     pub warmup: Option<u64>,
     /// AdamW weight decay (matrices only).
@@ -646,7 +648,7 @@ fn config_from_args(args: &TrainArgs, train_tokens: usize) -> Result<TrainConfig
         schedule: Schedule {
             max_lr: args.lr,
             min_lr: args.min_lr.unwrap_or(args.lr / 10.0),
-            warmup: args.warmup.unwrap_or(steps / 20),
+            warmup: args.warmup.unwrap_or(DEFAULT_WARMUP),
             total: steps,
         },
         adamw: AdamWConfig {
