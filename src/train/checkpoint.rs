@@ -22,6 +22,10 @@
 //!     [`load_settings`]). It differs between paths by design; the four files above
 //!     do not (every path gives the same bits). [`load`] ignores it, and checkpoints
 //!     written before it existed have none.
+//!   * companion files the caller gives ([`save_with_files`]): for example the run's
+//!     `tokenizer.json` and its Hugging Face configuration files, so
+//!     `AutoTokenizer.from_pretrained` loads the same directory. This module only
+//!     copies them; [`load`] ignores them.
 //! * `OUT/latest`: the name of the current checkpoint directory.
 //!
 //! # Crash safety
@@ -89,6 +93,12 @@ pub enum CheckpointError {
     NotACheckpoint {
         /// The directory.
         path: PathBuf,
+    },
+    /// A companion file's name is not a plain file name, or is one of the format's.
+    #[error("companion file name {name:?} is not a plain file name of its own")]
+    CompanionName {
+        /// The name given.
+        name: String,
     },
     /// The parts of a checkpoint disagree with each other.
     #[error("{path}: {reason}")]
@@ -249,6 +259,33 @@ pub fn save_with_settings(
     state: &TrainState,
     settings: Option<&serde_json::Value>,
 ) -> Result<PathBuf, CheckpointError> {
+    save_with_files(out, cfg, state, settings, &[])
+}
+
+/// A companion file of every checkpoint: a plain file name and its bytes.
+pub type CompanionFile = (String, Vec<u8>);
+
+/// As [`save_with_settings`], also writing each companion file (a plain file name,
+/// not one of the format's own files) into the checkpoint directory, crash-safely
+/// with the rest. A bad name is [`CheckpointError::CompanionName`], before anything
+/// is written.
+pub fn save_with_files(
+    out: &Path,
+    cfg: &TrainConfig,
+    state: &TrainState,
+    settings: Option<&serde_json::Value>,
+    files: &[CompanionFile],
+) -> Result<PathBuf, CheckpointError> {
+    for (name, _) in files {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && !name.contains(['/', '\\'])
+            && ![MODEL_FILE, CONFIG_FILE, STATE_TENSORS_FILE, STATE_FILE, RUN_FILE]
+                .contains(&name.as_str());
+        if !plain {
+            return Err(CheckpointError::CompanionName { name: name.clone() });
+        }
+    }
     let layout = ParamLayout::new(&cfg.model);
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -297,6 +334,9 @@ pub fn save_with_settings(
     };
     let text = serde_json::to_string_pretty(&run).map_err(|e| json_err(&tmp.join(RUN_FILE), e))?;
     atomic_write(&tmp.join(RUN_FILE), text.as_bytes())?;
+    for (name, bytes) in files {
+        atomic_write(&tmp.join(name), bytes)?;
+    }
 
     if dir.exists() {
         // Re-saving the same step (after a resume): the old copy is replaced.

@@ -239,6 +239,15 @@ pub struct RunPlan<'a> {
     pub entropy: Option<f64>,
     /// The instruction-set path named in every record.
     pub isa: Isa,
+    /// Companion files written into every checkpoint directory (for example the
+    /// run's tokenizer files), see [`checkpoint::save_with_files`].
+    pub files: Vec<checkpoint::CompanionFile>,
+    /// Mean bytes of text per target token over the evaluation windows of `val`;
+    /// given, every evaluation also records `val_bits_per_byte` (the summed loss over
+    /// the windows' bytes, in bits).
+    pub val_bytes_per_token: Option<f64>,
+    /// What the loss is measured in, for the plot's axis (for example `nats/token`).
+    pub loss_unit: &'static str,
 }
 
 impl<'a> RunPlan<'a> {
@@ -254,6 +263,9 @@ impl<'a> RunPlan<'a> {
             settings: None,
             entropy: None,
             isa: crate::isa::active(),
+            files: Vec::new(),
+            val_bytes_per_token: None,
+            loss_unit: "nats/token",
         }
     }
 }
@@ -278,8 +290,11 @@ pub struct Evaluation {
     pub step: u64,
     /// The training loss of the last step.
     pub train_loss: f32,
-    /// The validation loss.
+    /// The validation loss (nats per token).
     pub val_loss: f32,
+    /// The validation loss in bits per byte of text, when the plan knows the bytes per
+    /// token ([`RunPlan::val_bytes_per_token`]): comparable across tokenizers.
+    pub val_bits_per_byte: Option<f64>,
     /// Training tokens per second since the drive started.
     pub tokens_per_s: f64,
 }
@@ -626,11 +641,18 @@ fn drive_inner<E: Engine + ?Sized>(
                         f.val_points.push((done as f64, v as f64));
                     }
                     record["val_loss"] = json!(v);
+                    let bpb = plan
+                        .val_bytes_per_token
+                        .map(|b| v as f64 / b / std::f64::consts::LN_2);
+                    if let Some(bpb) = bpb {
+                        record["val_bits_per_byte"] = json!(bpb);
+                    }
                     last_val = Some(v);
                     observer.on_eval(&Evaluation {
                         step: done,
                         train_loss: stats.loss,
                         val_loss: v,
+                        val_bits_per_byte: bpb,
                         tokens_per_s: tok_s,
                     });
                 }
@@ -645,7 +667,7 @@ fn drive_inner<E: Engine + ?Sized>(
         {
             let state = snapshot(engine, done)?;
             if let Some(f) = files.as_mut() {
-                checkpoint::save_with_settings(&f.out, &cfg, &state, Some(&settings))
+                checkpoint::save_with_files(&f.out, &cfg, &state, Some(&settings), &plan.files)
                     .map_err(DriverError::Checkpoint)?;
                 f.fresh.keep();
             }
@@ -664,7 +686,7 @@ fn drive_inner<E: Engine + ?Sized>(
     let state = snapshot(engine, step)?;
     let (mut checkpoint, mut metrics, mut plot) = (None, None, None);
     if let Some(mut f) = files {
-        let ckpt = checkpoint::save_with_settings(&f.out, &cfg, &state, Some(&settings))
+        let ckpt = checkpoint::save_with_files(&f.out, &cfg, &state, Some(&settings), &plan.files)
             .map_err(DriverError::FinalCheckpoint)?;
         f.fresh.keep();
         let svg = f.out.join("loss.svg");
@@ -672,7 +694,7 @@ fn drive_inner<E: Engine + ?Sized>(
             &svg,
             "cllm training loss",
             "step",
-            "loss (nats/byte)",
+            &format!("loss ({})", plan.loss_unit),
             &[
                 Series {
                     label: "train",
