@@ -27,6 +27,8 @@
 //!     `AutoTokenizer.from_pretrained` loads the same directory. This module only
 //!     copies them; [`load`] ignores them.
 //! * `OUT/latest`: the name of the current checkpoint directory.
+//! * `OUT/tokens/` ([`TOKEN_CACHE_DIR`]): where `cllm train` caches a corpus's tokens
+//!   by default; this module only tolerates it in a fresh directory.
 //!
 //! # Crash safety
 //! A checkpoint is written into `OUT/.tmp-step-NNNNNNNN/` (every file fsynced), the
@@ -56,6 +58,9 @@ pub const STATE_FILE: &str = "train_state.json";
 /// version wrote the checkpoint, and the caller's settings); [`load`] never reads it,
 /// [`load_settings`] reads only its settings.
 pub const RUN_FILE: &str = "run.json";
+/// The subdirectory of an output directory where a run caches its corpus's tokens
+/// (and a trained tokenizer) by default; never part of a checkpoint.
+pub const TOKEN_CACHE_DIR: &str = "tokens";
 /// The pointer to the current checkpoint inside an output directory.
 pub const LATEST_FILE: &str = "latest";
 /// GPT-2's layer-norm epsilon (the only one the kernels implement).
@@ -514,7 +519,8 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub enum OutDir {
     /// It does not exist, is empty, or holds only what a run killed before its first
     /// checkpoint became `latest` leaves (a `metrics.jsonl`, unfinished `.tmp-` files,
-    /// a `step-*` directory no `latest` names): a new run starts over in it.
+    /// a `step-*` directory no `latest` names, the [`TOKEN_CACHE_DIR`] it tokenized
+    /// into): a new run starts over in it.
     Fresh,
     /// It is a cllm output directory (has a `latest` checkpoint pointer).
     Cllm,
@@ -549,6 +555,7 @@ pub fn check_out_dir(out: &Path) -> Result<OutDir, CheckpointError> {
             // A first checkpoint renamed into place but not yet made `latest` is
             // unfinished too: the run never reached it as far as a resume can tell.
             name == METRICS_FILE
+                || name == TOKEN_CACHE_DIR
                 || [".tmp-step-", "step-", ".latest.tmp-", ".metrics.jsonl.tmp-"]
                     .iter()
                     .any(|p| name.starts_with(p))
