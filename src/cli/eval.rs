@@ -1,7 +1,9 @@
 //! `cllm eval`: the mean loss and bits per byte of a checkpoint on a corpus. Must
 //! never write files.
 
-use super::{bits_per_byte, load_corpus, select_isa, IsaArg};
+use super::text::{checkpoint_tokenizer, prepare_text};
+use super::{bits_per_byte, select_isa, IsaArg};
+use cllm::data::prepare::{val_bytes_per_token, TokenizerChoice};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cllm::model::TrainingContext;
@@ -21,7 +23,7 @@ pub struct EvalArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// At most this many windows of context+1 bytes, spread evenly over the data.
+    /// At most this many windows of context+1 tokens, spread evenly over the data.
     #[arg(long, default_value_t = 1024)]
     pub max_windows: usize,
     #[command(flatten)]
@@ -36,27 +38,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
     select_isa(args.isa.isa.as_deref())?;
     let ckpt = checkpoint::load(&args.checkpoint)
         .with_context(|| format!("loading the checkpoint {}", args.checkpoint.display()))?;
-    let (corpus, entropy) = load_corpus(args.data.as_deref())?;
-    // A given corpus is evaluated whole; the built-in one on its validation split.
-    let tokens = match args.data {
-        Some(_) => [corpus.train.as_slice(), corpus.val.as_slice()].concat(),
-        None => corpus.val.clone(),
+    let tokenizer = checkpoint_tokenizer(&ckpt)?;
+    // A given corpus is evaluated whole (tokenized in memory, one file at a time);
+    // the built-in one on its validation split.
+    let (tokens, entropy) = match &args.data {
+        Some(path) => (encode_all(&tokenizer, path)?, None),
+        None => {
+            let text = prepare_text(
+                None,
+                TokenizerChoice::Given(tokenizer.clone()),
+                std::path::Path::new("."),
+                1,
+                false,
+            )?;
+            (text.val.to_vec(), text.floor)
+        }
     };
     let seq = ckpt.model.n_positions;
     if tokens.len() < seq + 1 {
         bail!(
-            "the data has {} bytes; the model's context of {seq} needs at least {}",
+            "the data has {} tokens; the model's context of {seq} needs at least {}",
             tokens.len(),
             seq + 1
-        );
-    }
-    if let Some(&bad) = tokens
-        .iter()
-        .find(|&&t| t as usize >= ckpt.model.vocab_size)
-    {
-        bail!(
-            "the data holds token {bad}, outside the model's vocabulary of {}",
-            ckpt.model.vocab_size
         );
     }
     let cfg = match &ckpt.training {
@@ -81,10 +84,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &mut t,
         &mut y,
     )? as f64;
+    let per_byte = val_bytes_per_token(&tokenizer, &tokens, seq, args.max_windows)
+        .map_or(f64::NAN, |b| loss / b);
+    let unit = match tokenizer.kind() {
+        cllm::data::TokenizerKind::Byte => "nats/byte".to_string(),
+        _ => format!("nats/token, {per_byte:.4} nats/byte"),
+    };
     println!(
-        "loss {loss:.4} nats/byte, {:.4} bits/byte ({} tokens, checkpoint {})",
-        bits_per_byte(loss),
+        "loss {loss:.4} {unit}, {:.4} bits/byte ({} tokens, tokenizer {}, checkpoint {})",
+        bits_per_byte(per_byte),
         tokens.len(),
+        tokenizer.kind().name(),
         ckpt.dir.display()
     );
     if let Some(h) = entropy {
@@ -94,4 +104,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every file of `path` (as `cllm train` lists them), each tokenized on its own, in
+/// order.
+fn encode_all(tokenizer: &cllm::data::Tokenizer, path: &std::path::Path) -> Result<Vec<u32>> {
+    let context = || format!("reading the corpus {}", path.display());
+    let files = cllm::data::cache::corpus_files(path).with_context(context)?;
+    let mut tokens = Vec::new();
+    for f in &files {
+        let bytes = std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
+        let ids = tokenizer
+            .encode(&bytes)
+            .with_context(|| format!("tokenizing {}", f.path.display()))?;
+        tokens.extend(ids);
+    }
+    Ok(tokens)
 }

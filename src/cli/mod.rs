@@ -8,6 +8,7 @@ pub mod demo;
 pub mod dist;
 pub mod eval;
 pub mod sample;
+pub mod text;
 pub mod train;
 
 use anyhow::{Context, Result};

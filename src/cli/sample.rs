@@ -1,9 +1,9 @@
 //! `cllm sample`: generate text from a checkpoint. Must never write files.
 
+use super::text::checkpoint_tokenizer;
 use super::{select_isa, IsaArg};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cllm::data::ByteTokenizer;
 use cllm::train::checkpoint;
 use cllm::train::generate::generate;
 use std::path::PathBuf;
@@ -17,10 +17,10 @@ pub struct SampleArgs {
     /// Text to continue (empty: start a new line).
     #[arg(long, default_value = "")]
     pub prompt: String,
-    /// Bytes to generate.
+    /// Tokens to generate (with the checkpoint's own tokenizer).
     #[arg(long, default_value_t = 200)]
     pub tokens: usize,
-    /// Sampling temperature (0: always the most likely byte).
+    /// Sampling temperature (0: always the most likely token, the lowest id on a tie).
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
     /// Seed of the sampler.
@@ -38,13 +38,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
     select_isa(args.isa.isa.as_deref())?;
     let ckpt = checkpoint::load(&args.checkpoint)
         .with_context(|| format!("loading the checkpoint {}", args.checkpoint.display()))?;
-    let prompt = ByteTokenizer::encode(args.prompt.as_bytes());
-    if prompt.iter().any(|&t| t as usize >= ckpt.model.vocab_size) {
-        bail!(
-            "the prompt has bytes outside the model's vocabulary of {}",
-            ckpt.model.vocab_size
-        );
-    }
+    let tokenizer = checkpoint_tokenizer(&ckpt)?;
+    let prompt = tokenizer
+        .encode(args.prompt.as_bytes())
+        .context("encoding the prompt")?;
     let text = generate(
         &ckpt.model,
         &ckpt.params,
@@ -53,6 +50,6 @@ pub fn run(args: SampleArgs) -> Result<()> {
         args.temperature,
         args.seed,
     )?;
-    println!("{}{}", args.prompt, ByteTokenizer::decode(&text));
+    println!("{}{}", args.prompt, tokenizer.decode(&text));
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! progress, write metrics, checkpoints and the loss plot, and end with a sample.
 //! Must never implement training itself (that is `cllm::train`).
 
-use super::{bits_per_byte, describe_isa, load_corpus, select_isa, IsaArg, IsaSource};
+use super::text::{checkpoint_tokenizer, describe, prepare_text};
+use super::{bits_per_byte, describe_isa, select_isa, IsaArg, IsaSource};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use cllm::data::{ByteTokenizer, Corpus};
+use cllm::data::prepare::{val_bytes_per_token, Prepared, TokenizerChoice};
+use cllm::data::{TokenSource, TokenizerKind};
 use cllm::dist::launch::Fnv1a;
 use cllm::dist::{RankTrainer, Transport};
 use cllm::isa::Isa;
@@ -32,10 +34,27 @@ use std::sync::Arc;
 /// the saved values unless the flag is given again, which wins.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// A text file, or a directory of files read recursively. Without it, cllm trains
-    /// on its built-in corpus (a seeded Markov source) and reports the source's
-    /// entropy rate: the lowest loss any model can reach.
+    /// A text file, or a directory of files read recursively (hidden entries
+    /// skipped). It is tokenized once into a token file under --cache-dir and read from
+    /// disk as it trains, so it may be larger than memory. Without it, cllm trains on
+    /// its built-in corpus (a seeded word-level Markov source written as sentences)
+    /// and reports the source's entropy rate: the lowest loss any model can reach.
     pub data: Option<PathBuf>,
+    /// Tokenizer: `byte` (one token per byte, vocabulary 256), `bpe` (a byte-level BPE
+    /// trained on the training text, see --vocab) or `gpt2` (GPT-2's own 50,257
+    /// tokens). Saved as tokenizer.json with every checkpoint, so Hugging Face's
+    /// AutoTokenizer loads it [default: byte; a resumed run keeps its own].
+    #[arg(long, value_name = "NAME", conflicts_with = "resume")]
+    pub tokenizer: Option<String>,
+    /// Vocabulary of --tokenizer bpe: 257 to 65536 ids, <|endoftext|> included
+    /// [default: 4096].
+    #[arg(long, value_name = "N", conflicts_with = "resume")]
+    pub vocab: Option<usize>,
+    /// Where the corpus's token file (and a trained BPE) is cached; a later run on the
+    /// same data and tokenizer reuses it, a changed or damaged one is rebuilt
+    /// [default: OUT/tokens].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Transformer layers.
     #[arg(long, default_value_t = 2, conflicts_with = "resume")]
     pub layers: usize,
@@ -120,7 +139,7 @@ pub struct TrainArgs {
     /// interrupted; `--resume` continues it.
     #[arg(long)]
     pub stop_at: Option<u64>,
-    /// Bytes of text to generate at the end (0: none) [default: 200, or the resumed
+    /// Tokens of text to generate at the end (0: none) [default: 200, or the resumed
     /// run's].
     #[arg(long)]
     pub sample_tokens: Option<usize>,
@@ -211,17 +230,43 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     // Before any kernel runs: every step of this process uses the path.
     let (isa, isa_source) = select_isa(args.isa.isa.as_deref())?;
-    let (corpus, entropy) = load_corpus(args.data.as_deref())?;
     let out = args
         .out
         .clone()
         .or_else(|| args.resume.clone())
         .unwrap_or_else(|| PathBuf::from("cllm-run"));
+    // Before the token cache is written into it.
+    checkpoint::check_out_dir(&out).with_context(|| format!("--out {}", out.display()))?;
+    let resumed = match &args.resume {
+        Some(dir) => {
+            let context = || format!("loading the checkpoint to resume from {}", dir.display());
+            Some(checkpoint::load(dir).with_context(context)?)
+        }
+        None => None,
+    };
+    let choice = match &resumed {
+        Some(ckpt) => TokenizerChoice::Given(checkpoint_tokenizer(ckpt)?),
+        None => TokenizerChoice::parse(args.tokenizer.as_deref().unwrap_or("byte"), args.vocab)?,
+    };
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| out.join(checkpoint::TOKEN_CACHE_DIR));
+    let text = prepare_text(
+        args.data.as_deref(),
+        choice,
+        &cache_dir,
+        args.threads,
+        true,
+    )?;
+    let entropy = text.floor;
 
     let (cfg, state, cadence) = match &args.resume {
         Some(dir) => {
             let context = || format!("loading the checkpoint to resume from {}", dir.display());
-            let ckpt = checkpoint::load(dir).with_context(context)?;
+            let Some(ckpt) = resumed else {
+                bail!("the checkpoint to resume from was not loaded");
+            };
             let Some((cfg, state)) = ckpt.training else {
                 bail!(
                     "{} holds weights but no training state; it cannot be resumed",
@@ -233,13 +278,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => {
             let cadence = resolve_cadence(&args, None)?;
-            let cfg = config_from_args(&args, corpus.train.len())?;
+            let cfg = config_from_args(&args, text.train.len(), text.tokenizer.vocab_size())?;
             let state = TrainState::initial(&cfg).context("initialising the model")?;
             (cfg, state, cadence)
         }
     };
-    corpus
-        .check_context(cfg.seq)
+    text.check_context(cfg.seq)
         .context("the corpus is too short for this context length")?;
     if state.step >= cfg.steps {
         bail!(
@@ -261,7 +305,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cadence,
         stop,
         out,
-        corpus,
+        text,
         entropy,
         isa,
         isa_source,
@@ -280,7 +324,8 @@ struct Run<'a> {
     cadence: Cadence,
     stop: u64,
     out: PathBuf,
-    corpus: Corpus,
+    text: Prepared,
+    /// The built-in corpus's floor, in nats per byte.
     entropy: Option<f64>,
     isa: Isa,
     isa_source: IsaSource,
@@ -339,10 +384,7 @@ impl Run<'_> {
                     "arguments",
                     super::dist::fingerprint_json(&(&self.cfg, &self.cadence, self.stop))?,
                 ),
-                (
-                    "data",
-                    token_fingerprint(&self.corpus.train, &self.corpus.val),
-                ),
+                ("data", self.text.fingerprint),
                 ("state", state_fingerprint(&state)),
             ];
             super::dist::agree(&mut world, &items)
@@ -399,17 +441,8 @@ impl Run<'_> {
     }
 
     fn print_header(&self, n_params: usize, at: u64, ranks: Option<(usize, usize)>) {
-        let (cfg, corpus) = (&self.cfg, &self.corpus);
-        let files = match corpus.n_files {
-            0 => String::new(),
-            n => format!(" from {n} file(s)"),
-        };
-        println!(
-            "cllm train: {} ({} train / {} validation bytes{files})",
-            corpus.source,
-            corpus.train.len(),
-            corpus.val.len(),
-        );
+        let cfg = &self.cfg;
+        println!("cllm train: {}", describe(&self.text));
         println!(
             "model: {} layers, width {}, {} heads, context {}, vocab {} ({:.2}M parameters); \
              batch {} x {} micro-batches x {} tokens; {} steps{}",
@@ -461,14 +494,28 @@ impl Run<'_> {
     /// Drive `engine` to the stop step; `show`: this process prints progress.
     fn drive<E: Engine>(&self, engine: &mut E, show: bool) -> Result<Outcome> {
         let interrupt = interrupt_flag();
-        let train: Arc<[u32]> = self.corpus.train.clone().into();
+        let tokenizer = &self.text.tokenizer;
+        let byte = tokenizer.kind() == TokenizerKind::Byte;
         let plan = RunPlan {
-            val: Some(&self.corpus.val),
+            val: Some(&self.text.val),
             out: Some(self.out.clone()),
             cadence: self.cadence,
-            entropy: self.entropy,
+            // The floor is per byte: a line on the plot only when tokens are bytes.
+            entropy: self.entropy.filter(|_| byte),
             isa: self.isa,
-            ..RunPlan::new(&train, self.stop)
+            files: tokenizer
+                .hf_files()
+                .into_iter()
+                .map(|(name, bytes)| (name.to_string(), bytes))
+                .collect(),
+            val_bytes_per_token: val_bytes_per_token(
+                tokenizer,
+                &self.text.val,
+                self.cfg.seq,
+                self.cadence.eval_windows,
+            ),
+            loss_unit: if byte { "nats/byte" } else { "nats/token" },
+            ..RunPlan::new(self.text.train.clone(), self.stop)
         };
         let bar = match show {
             true => progress_bar(self.cfg.steps, engine.step_count()),
@@ -478,6 +525,7 @@ impl Run<'_> {
             bar,
             entropy: self.entropy,
             show,
+            byte,
         };
         Ok(drive(engine, &plan, &interrupt, &mut progress)?)
     }
@@ -486,11 +534,23 @@ impl Run<'_> {
     fn finish(&self, outcome: &Outcome) -> Result<()> {
         let entropy = self.entropy;
         if let Some(val) = outcome.last_val {
+            let tokenizer = &self.text.tokenizer;
+            let per_byte = val_bytes_per_token(
+                tokenizer,
+                &self.text.val,
+                self.cfg.seq,
+                self.cadence.eval_windows,
+            )
+            .map_or(f64::NAN, |b| val as f64 / b);
+            let unit = match tokenizer.kind() {
+                TokenizerKind::Byte => "nats/byte".to_string(),
+                _ => format!("nats/token, {per_byte:.4} nats/byte"),
+            };
             println!(
-                "validation loss {val:.4} nats/byte ({:.3} bits/byte){}",
-                bits_per_byte(val as f64),
+                "validation loss {val:.4} {unit} ({:.3} bits/byte){}",
+                bits_per_byte(per_byte),
                 entropy.map_or(String::new(), |h| format!(
-                    "; entropy floor {h:.4} ({:.3} bits/byte)",
+                    "; entropy floor {h:.4} nats/byte ({:.3} bits/byte)",
                     bits_per_byte(h)
                 ))
             );
@@ -523,22 +583,11 @@ impl Run<'_> {
             )?;
             println!(
                 "sample (temperature 0.8):\n{}",
-                ByteTokenizer::decode(&text)
+                self.text.tokenizer.decode(&text)
             );
         }
         Ok(())
     }
-}
-
-/// The launch agreement's fingerprint of the token streams (training, then validation).
-fn token_fingerprint(train: &[u32], val: &[u32]) -> u64 {
-    let mut h = Fnv1a::new();
-    for part in [train, val] {
-        h.write(&(part.len() as u64).to_le_bytes());
-        let bytes: Vec<u8> = part.iter().flat_map(|t| t.to_le_bytes()).collect();
-        h.write(&bytes);
-    }
-    h.finish()
 }
 
 /// The launch agreement's fingerprint of a starting state (its weights, moments, step
@@ -562,6 +611,8 @@ struct Progress {
     entropy: Option<f64>,
     /// This process prints (the only process, or rank 0).
     show: bool,
+    /// Tokens are bytes (the loss is per byte).
+    byte: bool,
 }
 
 impl Observer for Progress {
@@ -577,9 +628,18 @@ impl Observer for Progress {
         if !self.show {
             return;
         }
-        let floor = self
-            .entropy
-            .map_or(String::new(), |h| format!(" (floor {h:.3})"));
+        let floor = match (self.byte, e.val_bits_per_byte) {
+            (true, _) | (false, None) => self
+                .entropy
+                .map_or(String::new(), |h| format!(" (floor {h:.3})")),
+            (false, Some(bpb)) => format!(
+                " ({bpb:.3} bits/byte{})",
+                self.entropy.map_or(String::new(), |h| format!(
+                    ", floor {:.3}",
+                    bits_per_byte(h)
+                ))
+            ),
+        };
         let line = format!(
             "step {:>6}  train {:.4}  val {:.4}{floor}  {:.0} tok/s",
             e.step, e.train_loss, e.val_loss, e.tokens_per_s,
@@ -617,13 +677,13 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-fn config_from_args(args: &TrainArgs, train_tokens: usize) -> Result<TrainConfig> {
+fn config_from_args(args: &TrainArgs, train_tokens: usize, vocab: usize) -> Result<TrainConfig> {
     let model = GptConfig {
         n_layer: args.layers,
         n_head: args.heads,
         n_embd: args.width,
         n_positions: args.context,
-        vocab_size: ByteTokenizer::VOCAB,
+        vocab_size: vocab,
     };
     model.validate()?;
     let tokens_per_step = (args.batch * args.micro_batches * args.context).max(1);
