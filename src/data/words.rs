@@ -71,6 +71,9 @@
 //! * A model that sees only a window of `T` bytes pays more: the excess
 //!   `(H(Y^T) - T h / L) / T`, the process's excess entropy spread over the window
 //!   (a few nats over 64 bytes for the default source).
+//!   [`WordSource::windowed_floor`] estimates that bound by exact forward filtering
+//!   over the hidden states "entry pair, byte offset" (the byte process is a
+//!   deterministic function of that Markov chain).
 //!
 //! The chain and the text are pure functions of the parameters, the seeds and the
 //! length through [`Rng`] and IEEE arithmetic (only `ln` comes from the platform).
@@ -135,7 +138,8 @@ pub struct WordParams {
 /// The defaults were tuned on the default `cllm train` run (2 layers, width 128,
 /// context 64, 1,500 steps): 200 words with 8 successors gave a floor of 0.478
 /// nats/byte and a final validation loss 0.098 above it; 150 words with 6 successors
-/// give 0.398 and 0.079 above it, with samples that read as sentences.
+/// give 0.398 and 0.079 above it (the best a 64-byte window allows is about 0.435,
+/// [`WordSource::windowed_floor`]), with samples that read as sentences.
 impl Default for WordParams {
     fn default() -> Self {
         WordParams {
