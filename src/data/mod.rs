@@ -1,5 +1,5 @@
-//! Data path: byte tokenizer, corpora, built-in Markov corpus, seeded sampler.
-//! Owns turning bytes on disk (or the built-in [`MarkovSource`]) into train and
+//! Data path: byte tokenizer, corpora, built-in Markov corpora, seeded sampler.
+//! Owns turning bytes on disk (or the built-in [`WordSource`]) into train and
 //! validation token streams, and drawing training and evaluation windows from them.
 //! Must never know of threads, atomics or models: everything here is a pure function
 //! of its inputs and seeds.
@@ -8,8 +8,11 @@
 //! * [`ByteTokenizer`]: one token per byte, vocabulary 256.
 //! * [`Corpus`]: the token stream split into `train` (the first part) and `val` (the
 //!   last `val_fraction`), loaded from a file, a directory tree or bytes in memory.
-//! * [`MarkovSource`] and [`default_corpus`]: the built-in corpus with a known entropy
-//!   rate.
+//! * [`WordSource`] and [`default_word_corpus`]: the default built-in corpus, a
+//!   word-level Markov source written as sentences, with an exact entropy rate per
+//!   byte; [`WordStream`] streams its text in pieces.
+//! * [`MarkovSource`] and [`default_corpus`]: the letter-level built-in corpus (28
+//!   symbols, order-k chain) with a known entropy rate.
 //! * [`Rng`]: the crate's seeded generator (also used by the trainer).
 //! * [`Sampler`] / [`SamplerState`]: seeded, resumable random training windows;
 //!   [`eval_windows`]: fixed evaluation windows.
@@ -23,6 +26,7 @@ mod markov;
 mod rng;
 mod sampler;
 mod tokens;
+mod words;
 
 pub use markov::{
     default_corpus, entropy, symbol_index, MarkovSource, ALPHABET, DEFAULT_CORPUS_ALPHA,
@@ -32,13 +36,17 @@ pub use markov::{
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
 pub use tokens::{TokenSource, Tokens};
+pub use words::{
+    default_word_corpus, EntryKind, WordParams, WordSource, WordStream, COMMA, DEFAULT_WORDS_SEED,
+    FIRST_WORD, MAX_PUNCTUATION, MAX_SUCCESSORS, MAX_WORDS, MAX_ZIPF, PARAGRAPH, PERIOD,
+};
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Human description of the built-in corpus, used as [`Corpus::source`].
-pub const BUILT_IN_SOURCE: &str = "built-in Markov corpus";
+pub const BUILT_IN_SOURCE: &str = "built-in word corpus";
 
 /// Everything that can go wrong on the data path.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +153,24 @@ pub enum DataError {
         batch: usize,
         /// Tokens per window (inputs).
         seq: usize,
+    },
+    /// A parameter of the word source out of its range.
+    #[error("word source parameter {what} = {value} is out of range {allowed}")]
+    BadWordParam {
+        /// The parameter's name.
+        what: &'static str,
+        /// The value given.
+        value: f64,
+        /// The accepted range.
+        allowed: String,
+    },
+    /// The lexicon generator found too few distinct words in its attempt budget.
+    #[error("could not generate {n_words} distinct words in {attempts} attempts")]
+    LexiconExhausted {
+        /// Words asked for.
+        n_words: usize,
+        /// Attempts made.
+        attempts: usize,
     },
 }
 
@@ -272,10 +298,11 @@ impl Corpus {
         })
     }
 
-    /// The built-in corpus ([`default_corpus`]) split like [`Corpus::from_bytes`],
-    /// with its entropy rate in nats per character.
+    /// The built-in corpus ([`default_word_corpus`]) split like
+    /// [`Corpus::from_bytes`], with its entropy rate (the floor) in nats per byte.
+    /// The letter-level corpus is [`default_corpus`].
     pub fn built_in(val_fraction: f64) -> Result<(Corpus, f64), DataError> {
-        let (bytes, rate) = default_corpus()?;
+        let (bytes, rate) = default_word_corpus()?;
         Ok((
             Corpus::from_bytes(&bytes, BUILT_IN_SOURCE.to_string(), val_fraction)?,
             rate,
