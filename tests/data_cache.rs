@@ -122,7 +122,10 @@ fn no_progress() -> impl FnMut(u64, u64) {
 }
 
 /// Tokens of a whole file encoded in memory, per file in sorted order: the oracle.
-fn in_memory(files: &[PathBuf], encode: &dyn Fn(&[u8]) -> Result<Vec<u32>, String>) -> Vec<u32> {
+/// An encoder as the oracles take it.
+type EncodeRef<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u32>, String>;
+
+fn in_memory(files: &[PathBuf], encode: EncodeRef<'_>) -> Vec<u32> {
     files
         .iter()
         .flat_map(|f| encode(&fs::read(f).expect("read")).expect("encode"))
@@ -221,11 +224,7 @@ fn build_then_open_gives_the_in_memory_tokens_u16_and_u32() {
 }
 
 /// Tokens of the first `n_bytes` of the corpus, each file's part encoded alone.
-fn train_text_tokens(
-    files: &[PathBuf],
-    n_bytes: usize,
-    encode: &dyn Fn(&[u8]) -> Result<Vec<u32>, String>,
-) -> usize {
+fn train_text_tokens(files: &[PathBuf], n_bytes: usize, encode: EncodeRef<'_>) -> usize {
     let mut left = n_bytes;
     let mut n = 0;
     for f in files {

@@ -1257,12 +1257,10 @@ fn encode_in_order(
         let (done_tx, done_rx) = sync_channel::<Done>(threads);
         let reader = s.spawn(move || {
             let mut stream = stream;
-            let mut seq = 0u64;
-            while let Some(c) = stream.next() {
+            for (seq, c) in (0u64..).zip(stream.by_ref()) {
                 if job_tx.send((seq, c)).is_err() {
                     return None;
                 }
-                seq += 1;
             }
             stream.data_key()
         });
