@@ -6,6 +6,9 @@
 //!
 //! # Types
 //! * [`ByteTokenizer`]: one token per byte, vocabulary 256.
+//! * [`cache`]: a corpus tokenized once into a memory-mapped token file
+//!   ([`TokenFile`], built and validated by [`load_or_build`]) for corpora larger
+//!   than memory; split by text, chunked where byte-level BPE is unaffected.
 //! * [`Corpus`]: the token stream split into `train` (the first part) and `val` (the
 //!   last `val_fraction`), loaded from a file, a directory tree or bytes in memory.
 //! * [`WordSource`] and [`default_word_corpus`]: the default built-in corpus, a
@@ -22,12 +25,16 @@
 //! choice goes through [`Rng`]: the same inputs and seeds give the same tokens and
 //! batches on every run.
 
+pub mod cache;
 mod markov;
 mod rng;
 mod sampler;
 mod tokens;
 mod words;
 
+pub use cache::{
+    load_or_build, train_text_chunks, CacheError, CacheOptions, CacheStatus, Encoder, TokenFile,
+};
 pub use markov::{
     default_corpus, entropy, symbol_index, MarkovSource, ALPHABET, DEFAULT_CORPUS_ALPHA,
     DEFAULT_CORPUS_BYTES, DEFAULT_CORPUS_ORDER, DEFAULT_CORPUS_SEED, MAX_ALPHA, MAX_ORDER,
