@@ -6,6 +6,9 @@
 //!
 //! # Types
 //! * [`ByteTokenizer`]: one token per byte, vocabulary 256.
+//! * [`Tokenizer`] ([`TokenizerKind`] byte, bpe or gpt2): the tokenizer the CLI and
+//!   trainers use: bytes, a byte-level BPE trained on the corpus, or GPT-2's vocabulary,
+//!   with the bytes of each token and its Hugging Face `tokenizer.json`.
 //! * [`Corpus`]: the token stream split into `train` (the first part) and `val` (the
 //!   last `val_fraction`), loaded from a file, a directory tree or bytes in memory.
 //! * [`MarkovSource`] and [`default_corpus`]: the built-in corpus with a known entropy
@@ -22,6 +25,7 @@
 mod markov;
 mod rng;
 mod sampler;
+mod tokenizer;
 mod tokens;
 
 pub use markov::{
@@ -31,6 +35,10 @@ pub use markov::{
 };
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
+pub use tokenizer::{
+    byte_char, utf8, Tokenizer, TokenizerError, TokenizerKind, END_OF_TEXT, GPT2_VOCAB,
+    MAX_VOCAB, MIN_BPE_VOCAB,
+};
 pub use tokens::{TokenSource, Tokens};
 
 use std::fs;
