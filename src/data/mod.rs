@@ -9,6 +9,9 @@
 //! * [`cache`]: a corpus tokenized once into a memory-mapped token file
 //!   ([`TokenFile`], built and validated by [`load_or_build`]) for corpora larger
 //!   than memory; split by text, chunked where byte-level BPE is unaffected.
+//! * [`Tokenizer`] ([`TokenizerKind`] byte, bpe or gpt2): the tokenizer the CLI and
+//!   trainers use: bytes, a byte-level BPE trained on the corpus, or GPT-2's vocabulary,
+//!   with the bytes of each token and its Hugging Face `tokenizer.json`.
 //! * [`Corpus`]: the token stream split into `train` (the first part) and `val` (the
 //!   last `val_fraction`), loaded from a file, a directory tree or bytes in memory.
 //! * [`WordSource`] and [`default_word_corpus`]: the default built-in corpus, a
@@ -29,7 +32,9 @@ pub mod cache;
 mod markov;
 mod rng;
 mod sampler;
+mod tokenizer;
 mod tokens;
+pub mod prepare;
 mod words;
 
 pub use cache::{
@@ -42,6 +47,10 @@ pub use markov::{
 };
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
+pub use tokenizer::{
+    byte_char, utf8, Tokenizer, TokenizerError, TokenizerKind, END_OF_TEXT, GPT2_VOCAB,
+    MAX_VOCAB, MIN_BPE_VOCAB,
+};
 pub use tokens::{TokenSource, Tokens};
 pub use words::{
     default_word_corpus, EntryKind, WordParams, WordSource, WordStream, COMMA, DEFAULT_WORDS_SEED,
