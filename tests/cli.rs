@@ -1076,19 +1076,24 @@ fn the_token_cache_is_reused_and_a_damaged_one_rebuilt() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The default run's loss falls without a jump: on the default shape and schedule
-/// (the 1,500-step run, stopped after its early steps), no step's loss after step 10
-/// rises more than 1 nat above the previous step's. The 5%-of-the-run warm-up this
-/// replaced jumped by 3.6 nats at step 44 on seed 1.
+/// The default schedule keeps the loss falling without a jump: on the default shape
+/// and schedule (the 1,500-step run, stopped after its early steps) over the
+/// letter-level corpus, where the 5%-of-the-run warm-up this replaced jumped by 2 to 8
+/// nats near step 45 on every seed of 1-5, no step's loss after step 10 rises more
+/// than 1 nat above the previous step's.
 #[test]
-fn the_default_run_has_no_warm_up_spike() {
+fn the_default_schedule_has_no_warm_up_spike() {
     let dir = scratch("spike");
-    for seed in ["1", "4"] {
+    let letters = dir.join("letters.txt");
+    let made = cllm(&["corpus", "--kind", "letters", "--out", letters.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    for seed in ["1", "2"] {
         let out = dir.join(seed);
         let run = cllm(&[
             "train",
+            letters.to_str().unwrap(),
             "--stop-at",
-            "60",
+            "55",
             "--seed",
             seed,
             "--sample-tokens",
@@ -1103,7 +1108,7 @@ fn the_default_run_has_no_warm_up_spike() {
             .into_iter()
             .map(|(s, bits)| (s, f32::from_bits(bits)))
             .collect();
-        assert_eq!(losses.len(), 60);
+        assert_eq!(losses.len(), 55);
         for pair in losses.windows(2) {
             let ((_, prev), (step, loss)) = (pair[0], pair[1]);
             assert!(
