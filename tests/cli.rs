@@ -957,7 +957,11 @@ fn bpe_runs_are_byte_identical_and_carry_their_tokenizer() {
         args.extend_from_slice(TINY);
         let run = cllm(&args);
         let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         assert!(stdout.contains("tokenizer bpe"), "{stdout}");
         assert!(stdout.contains("bits/byte"), "{stdout}");
         let step = out.join("step-00000003");
@@ -984,21 +988,47 @@ fn bpe_runs_are_byte_identical_and_carry_their_tokenizer() {
         "--tokens",
         "4",
     ]);
-    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    assert!(
+        sample.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sample.stderr)
+    );
     assert!(String::from_utf8_lossy(&sample.stdout).starts_with("The "));
-    let eval = cllm(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--max-windows", "4"]);
+    let eval = cllm(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--max-windows",
+        "4",
+    ]);
     let stdout = String::from_utf8_lossy(&eval.stdout);
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
-    assert!(stdout.contains("tokenizer bpe") && stdout.contains("nats/token"), "{stdout}");
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(
+        stdout.contains("tokenizer bpe") && stdout.contains("nats/token"),
+        "{stdout}"
+    );
     // A checkpoint without its tokenizer, or with another vocabulary's, is refused.
     let step = ckpt.join("step-00000003");
     std::fs::write(step.join("tokenizer.json"), &seen[0][4][..0]).unwrap();
-    fails_cleanly(&["sample", "--checkpoint", step.to_str().unwrap()], "tokenizer.json");
+    fails_cleanly(
+        &["sample", "--checkpoint", step.to_str().unwrap()],
+        "tokenizer.json",
+    );
     let byte_json = cllm::data::Tokenizer::byte().to_json();
     std::fs::write(step.join("tokenizer.json"), byte_json).unwrap();
-    fails_cleanly(&["sample", "--checkpoint", step.to_str().unwrap()], "vocab_size 300");
+    fails_cleanly(
+        &["sample", "--checkpoint", step.to_str().unwrap()],
+        "vocab_size 300",
+    );
     std::fs::remove_file(step.join("tokenizer.json")).unwrap();
-    fails_cleanly(&["eval", "--checkpoint", step.to_str().unwrap()], "no tokenizer.json");
+    fails_cleanly(
+        &["eval", "--checkpoint", step.to_str().unwrap()],
+        "no tokenizer.json",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1007,8 +1037,11 @@ fn bpe_runs_are_byte_identical_and_carry_their_tokenizer() {
 fn bad_tokenizer_input_is_one_line_and_writes_nothing() {
     let dir = scratch("badtok");
     let text = dir.join("small.txt");
-    std::fs::write(&text, "a small corpus, far too small for a big vocabulary. ".repeat(20))
-        .unwrap();
+    std::fs::write(
+        &text,
+        "a small corpus, far too small for a big vocabulary. ".repeat(20),
+    )
+    .unwrap();
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.txt"), "plain text ".repeat(50)).unwrap();
@@ -1063,11 +1096,22 @@ fn the_token_cache_is_reused_and_a_damaged_one_rebuilt() {
         args.extend_from_slice(&["--out", out.to_str().unwrap()]);
         args.extend_from_slice(TINY);
         let run = cllm(&args);
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-        runs.push((String::from_utf8_lossy(&run.stdout).into_owned(), logged_losses(&out)));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        runs.push((
+            String::from_utf8_lossy(&run.stdout).into_owned(),
+            logged_losses(&out),
+        ));
     }
     assert!(runs[0].0.contains("tokens cached"), "{}", runs[0].0);
-    assert!(runs[0].0.contains("trained on the training text"), "{}", runs[0].0);
+    assert!(
+        runs[0].0.contains("trained on the training text"),
+        "{}",
+        runs[0].0
+    );
     assert!(runs[1].0.contains("tokens from the cache"), "{}", runs[1].0);
     assert!(runs[1].0.contains("(cached)"), "{}", runs[1].0);
     assert!(runs[2].0.contains("rebuilt"), "{}", runs[2].0);
@@ -1085,8 +1129,18 @@ fn the_token_cache_is_reused_and_a_damaged_one_rebuilt() {
 fn the_default_schedule_has_no_warm_up_spike() {
     let dir = scratch("spike");
     let letters = dir.join("letters.txt");
-    let made = cllm(&["corpus", "--kind", "letters", "--out", letters.to_str().unwrap()]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made = cllm(&[
+        "corpus",
+        "--kind",
+        "letters",
+        "--out",
+        letters.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     for seed in ["1", "2"] {
         let out = dir.join(seed);
         let run = cllm(&[
@@ -1103,7 +1157,11 @@ fn the_default_schedule_has_no_warm_up_spike() {
             "--out",
             out.to_str().unwrap(),
         ]);
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         let losses: Vec<(u64, f32)> = logged_losses(&out)
             .into_iter()
             .map(|(s, bits)| (s, f32::from_bits(bits)))

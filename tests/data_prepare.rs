@@ -36,7 +36,13 @@ fn opts(cache: PathBuf) -> PrepareOptions {
 }
 
 fn built_in(choice: TokenizerChoice) -> Prepared {
-    prepare(Source::BuiltIn, choice, &opts(PathBuf::from("unused")), &mut |_| {}).unwrap()
+    prepare(
+        Source::BuiltIn,
+        choice,
+        &opts(PathBuf::from("unused")),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 /// The built-in corpus with a 300-id BPE, made once per test binary.
@@ -55,7 +61,13 @@ fn bpe_on_disk() -> &'static Prepared {
         std::fs::write(dir.join("words.txt"), &words[..300_000]).unwrap();
         let choice = TokenizerChoice::Bpe { vocab: 300 };
         let o = opts(dir.join("cache"));
-        prepare(Source::Path(&dir.join("words.txt")), choice, &o, &mut |_| {}).unwrap()
+        prepare(
+            Source::Path(&dir.join("words.txt")),
+            choice,
+            &o,
+            &mut |_| {},
+        )
+        .unwrap()
     })
 }
 
@@ -85,9 +97,18 @@ fn a_bpe_sees_only_the_training_text() {
     )
     .unwrap();
     assert_eq!(p.tokenizer.to_json(), want.to_json());
-    assert_eq!(p.tokenizer.decode(&p.train.to_vec()).as_bytes(), &train_text[..]);
-    assert_eq!(p.tokenizer.decode(&p.val.to_vec()).as_bytes(), &val_text[..]);
-    assert!(p.train.len() < train_text.len(), "the merges shorten the stream");
+    assert_eq!(
+        p.tokenizer.decode(&p.train.to_vec()).as_bytes(),
+        &train_text[..]
+    );
+    assert_eq!(
+        p.tokenizer.decode(&p.val.to_vec()).as_bytes(),
+        &val_text[..]
+    );
+    assert!(
+        p.train.len() < train_text.len(),
+        "the merges shorten the stream"
+    );
 }
 
 /// Bits per byte count the bytes of the target tokens (each window's tokens 1..=seq).

@@ -3,9 +3,9 @@
 
 use super::text::{checkpoint_tokenizer, prepare_text};
 use super::{bits_per_byte, select_isa, IsaArg};
-use cllm::data::prepare::{val_bytes_per_token, TokenizerChoice};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use cllm::data::prepare::{val_bytes_per_token, TokenizerChoice};
 use cllm::model::TrainingContext;
 use cllm::train::checkpoint;
 use cllm::train::trainer::{evaluate, TrainConfig};
@@ -113,7 +113,8 @@ fn encode_all(tokenizer: &cllm::data::Tokenizer, path: &std::path::Path) -> Resu
     let files = cllm::data::cache::corpus_files(path).with_context(context)?;
     let mut tokens = Vec::new();
     for f in &files {
-        let bytes = std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
+        let bytes =
+            std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
         let ids = tokenizer
             .encode(&bytes)
             .with_context(|| format!("tokenizing {}", f.path.display()))?;

@@ -252,13 +252,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| out.join(checkpoint::TOKEN_CACHE_DIR));
-    let text = prepare_text(
-        args.data.as_deref(),
-        choice,
-        &cache_dir,
-        args.threads,
-        true,
-    )?;
+    // Bad input found from here until training starts leaves nothing behind: the
+    // directories this run would create (the token cache among them) go again.
+    let mut created = Created::new(&[&out, &cache_dir]);
+    let text = prepare_text(args.data.as_deref(), choice, &cache_dir, args.threads, true)?;
     let entropy = text.floor;
 
     let (cfg, state, cadence) = match &args.resume {
@@ -310,8 +307,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         isa,
         isa_source,
     };
+    let world = super::dist::world(cfg.micro_batches)?;
+    created.keep();
     // One of several MPI processes, or the only process.
-    match super::dist::world(cfg.micro_batches)? {
+    match world {
         None => run.single(state),
         Some(world) => run.rank(state, world),
     }
@@ -657,6 +656,34 @@ impl Observer for Progress {
 }
 
 // ---- helpers --------------------------------------------------------------------
+
+/// Directories that did not exist when it was made: removed on drop unless kept.
+struct Created(Vec<PathBuf>);
+
+impl Created {
+    fn new(paths: &[&PathBuf]) -> Self {
+        Created(
+            paths
+                .iter()
+                .filter(|p| !p.exists())
+                .map(|p| p.to_path_buf())
+                .collect(),
+        )
+    }
+
+    fn keep(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            // Best effort: a directory this run made and never used.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
 
 /// A flag the first Ctrl-C sets (the run then finishes its step, writes a checkpoint
 /// and exits with 130); a second Ctrl-C exits at once. If no handler can be

@@ -30,11 +30,11 @@
 
 pub mod cache;
 mod markov;
+pub mod prepare;
 mod rng;
 mod sampler;
 mod tokenizer;
 mod tokens;
-pub mod prepare;
 mod words;
 
 pub use cache::{
@@ -48,8 +48,8 @@ pub use markov::{
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
 pub use tokenizer::{
-    byte_char, utf8, Tokenizer, TokenizerError, TokenizerKind, END_OF_TEXT, GPT2_VOCAB,
-    MAX_VOCAB, MIN_BPE_VOCAB,
+    byte_char, utf8, Tokenizer, TokenizerError, TokenizerKind, END_OF_TEXT, GPT2_VOCAB, MAX_VOCAB,
+    MIN_BPE_VOCAB,
 };
 pub use tokens::{TokenSource, Tokens};
 pub use words::{

@@ -28,13 +28,11 @@
 //! fraction: the same inputs give the same tokens, whichever thread count tokenizes.
 
 use super::cache::{
-    corpus_files, data_key, load_or_build, CacheError, CacheOptions, CacheStatus, Encoder,
-    TextPlan,
+    corpus_files, data_key, load_or_build, CacheError, CacheOptions, CacheStatus, Encoder, TextPlan,
 };
 use super::tokenizer::{utf8, Tokenizer, TokenizerError, TokenizerKind};
 use super::{
-    default_word_corpus, eval_windows, Corpus, DataError, TokenSource, Tokens,
-    BUILT_IN_SOURCE,
+    default_word_corpus, eval_windows, Corpus, DataError, TokenSource, Tokens, BUILT_IN_SOURCE,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -140,6 +138,8 @@ pub struct Prepared {
     pub tokenizer_cached: Option<bool>,
     /// Identifies the tokens and the tokenizer (ranks of one run compare it).
     pub fingerprint: u64,
+    /// The validation fraction asked for.
+    pub val_fraction: f64,
 }
 
 /// Everything that can go wrong preparing the text.
@@ -218,6 +218,7 @@ fn prepare_built_in(
         cache: None,
         tokenizer_cached: None,
         fingerprint,
+        val_fraction: opts.val_fraction,
     })
 }
 
@@ -274,16 +275,23 @@ fn prepare_path(
         cache: Some(status),
         tokenizer_cached,
         fingerprint,
+        val_fraction: opts.val_fraction,
     })
 }
 
 impl Prepared {
-    /// Errors if the training split, or a non-empty validation split, is shorter than
-    /// one window of `seq + 1` tokens (as [`Corpus::check_context`]).
+    /// Errors if either split is shorter than one window of `seq + 1` tokens; an empty
+    /// validation split is accepted only when no validation was asked for
+    /// (`val_fraction` 0). A short text can have an empty validation split although
+    /// some was asked for: its split falls at the first word cut after the target.
     pub fn check_context(&self, seq: usize) -> Result<(), DataError> {
         let need = seq.saturating_add(1);
-        for (split, n) in [("training", self.train.len()), ("validation", self.val.len())] {
-            if !(split == "validation" && n == 0) && n < need {
+        for (split, n) in [
+            ("training", self.train.len()),
+            ("validation", self.val.len()),
+        ] {
+            let none_asked = split == "validation" && self.val_fraction == 0.0;
+            if !none_asked && n < need {
                 return Err(DataError::ContextTooLong {
                     split,
                     have: n,
@@ -336,10 +344,9 @@ fn cached_bpe(
             for chunk in plan.train_chunks() {
                 let chunk = chunk?;
                 done += chunk.len() as u64;
-                let text = String::from_utf8(chunk)
-                    .map_err(|e| TokenizerError::NotUtf8 {
-                        offset: e.utf8_error().valid_up_to(),
-                    })?;
+                let text = String::from_utf8(chunk).map_err(|e| TokenizerError::NotUtf8 {
+                    offset: e.utf8_error().valid_up_to(),
+                })?;
                 if tx.send(text).is_err() {
                     break; // the trainer stopped early: its result says why
                 }

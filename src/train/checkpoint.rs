@@ -285,8 +285,14 @@ pub fn save_with_files(
         let plain = !name.is_empty()
             && !name.starts_with('.')
             && !name.contains(['/', '\\'])
-            && ![MODEL_FILE, CONFIG_FILE, STATE_TENSORS_FILE, STATE_FILE, RUN_FILE]
-                .contains(&name.as_str());
+            && ![
+                MODEL_FILE,
+                CONFIG_FILE,
+                STATE_TENSORS_FILE,
+                STATE_FILE,
+                RUN_FILE,
+            ]
+            .contains(&name.as_str());
         if !plain {
             return Err(CheckpointError::CompanionName { name: name.clone() });
         }
