@@ -47,7 +47,16 @@ fn readme_words() -> Vec<&'static str> {
 /// multibyte words mixed in.
 fn synthetic_text(n_bytes: usize, seed: u64) -> String {
     let words = readme_words();
-    let extra = ["héllo", "naïve", "日本語", "😀", "Привет", "it's", "we're", "1234"];
+    let extra = [
+        "héllo",
+        "naïve",
+        "日本語",
+        "😀",
+        "Привет",
+        "it's",
+        "we're",
+        "1234",
+    ];
     let mut rng = Rng::new(seed);
     let mut s = String::with_capacity(n_bytes + 64);
     while s.len() < n_bytes {
@@ -77,7 +86,9 @@ fn small_bpe() -> Tokenizer {
 }
 
 fn concat_bytes(t: &Tokenizer, ids: &[u32]) -> Vec<u8> {
-    ids.iter().flat_map(|&i| t.token_bytes(i).to_vec()).collect()
+    ids.iter()
+        .flat_map(|&i| t.token_bytes(i).to_vec())
+        .collect()
 }
 
 #[test]
@@ -120,7 +131,10 @@ fn byte_ids_are_the_bytes() {
     // Any bytes, UTF-8 or not.
     assert_eq!(t.encode(&[0xff, 0x00, 0xc3]).unwrap(), vec![255, 0, 195]);
     assert_eq!(t.decode(&[104, 300, 105]), "h\u{FFFD}i");
-    assert_eq!(t.decode(&t.encode("héllo 😀".as_bytes()).unwrap()), "héllo 😀");
+    assert_eq!(
+        t.decode(&t.encode("héllo 😀".as_bytes()).unwrap()),
+        "héllo 😀"
+    );
 }
 
 #[test]
@@ -186,8 +200,15 @@ fn bpe_training_is_deterministic_and_independent_of_chunking() {
 
     // Text with no ASCII spaces (no safe cut anywhere): whole or in chunks, the same.
     let mut rng = Rng::new(9);
-    let sentences = ["日本語の文章です。", "中文文本和标点，", "한국어 텍스트！", "😀🎉"];
-    let cjk: Vec<&str> = (0..20_000).map(|_| sentences[rng.below(sentences.len())]).collect();
+    let sentences = [
+        "日本語の文章です。",
+        "中文文本和标点，",
+        "한국어 텍스트！",
+        "😀🎉",
+    ];
+    let cjk: Vec<&str> = (0..20_000)
+        .map(|_| sentences[rng.below(sentences.len())])
+        .collect();
     let whole = Tokenizer::train_bpe(std::iter::once(cjk.concat()), 400).unwrap();
     let pieces = Tokenizer::train_bpe(cjk.into_iter(), 400).unwrap();
     assert_eq!(whole.to_json(), pieces.to_json());
@@ -221,7 +242,16 @@ fn a_frequent_word_becomes_one_token() {
     let text = "the quick brown fox ".repeat(2000);
     let t = Tokenizer::train_bpe(std::iter::once(text.as_str()), 273).unwrap();
     let err = Tokenizer::train_bpe(std::iter::once(text.as_str()), 274).unwrap_err();
-    assert!(matches!(err, TokenizerError::CorpusTooSmall { reached: 273, requested: 274 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TokenizerError::CorpusTooSmall {
+                reached: 273,
+                requested: 274
+            }
+        ),
+        "{err}"
+    );
     for w in ["the", " the", " quick", " brown", " fox"] {
         let ids = t.encode(w.as_bytes()).unwrap();
         assert_eq!(ids.len(), 1, "{w:?} -> {ids:?}");
@@ -277,7 +307,10 @@ fn bpe_and_gpt2_reject_non_utf8_naming_the_offset() {
     for t in [small_bpe(), Tokenizer::gpt2().unwrap()] {
         let err = t.encode(text).unwrap_err();
         // "valid " (6 bytes) + "é" (2) + " then " (6): the bad byte is at 14.
-        assert!(matches!(err, TokenizerError::NotUtf8 { offset: 14 }), "{err}");
+        assert!(
+            matches!(err, TokenizerError::NotUtf8 { offset: 14 }),
+            "{err}"
+        );
         assert!(err.to_string().contains("14"), "{err}");
     }
 }
@@ -329,9 +362,42 @@ fn gpt2_equals_tiktoken_on_fixed_texts() {
 
 fn text_strategy() -> impl Strategy<Value = String> {
     let atoms = prop::sample::select(vec![
-        "a", "b", "Z", "the", " ", "  ", "\n", "\t", "\r\n", "'", "'s", "'ll", "0", "42", "!",
-        "...", ",", "-", "_", "é", "ß", "ж", "日", "本", "😀", "\u{301}", "\u{a0}", "\u{2003}",
-        "\u{3000}", "\u{85}", "<|endoftext|>", "x", "Q", "9", "$", "\u{0}",
+        "a",
+        "b",
+        "Z",
+        "the",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "\r\n",
+        "'",
+        "'s",
+        "'ll",
+        "0",
+        "42",
+        "!",
+        "...",
+        ",",
+        "-",
+        "_",
+        "é",
+        "ß",
+        "ж",
+        "日",
+        "本",
+        "😀",
+        "\u{301}",
+        "\u{a0}",
+        "\u{2003}",
+        "\u{3000}",
+        "\u{85}",
+        "<|endoftext|>",
+        "x",
+        "Q",
+        "9",
+        "$",
+        "\u{0}",
     ]);
     prop::collection::vec(atoms, 0..40).prop_map(|v| v.concat())
 }
@@ -365,7 +431,10 @@ fn encoding_does_not_depend_on_the_thread_count() {
         let runs: Vec<Vec<u32>> = [1, 2, 3]
             .into_iter()
             .map(|n| {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap();
                 pool.install(|| t.encode(text.as_bytes()).unwrap())
             })
             .collect();
@@ -396,14 +465,24 @@ fn fingerprints_follow_the_json() {
     assert_eq!(back.kind(), TokenizerKind::Bpe);
     assert_eq!(back.to_json(), a.to_json());
     assert_eq!(back.fingerprint(), a.fingerprint());
-    assert_eq!(back.encode(README.as_bytes()).unwrap(), a.encode(README.as_bytes()).unwrap());
+    assert_eq!(
+        back.encode(README.as_bytes()).unwrap(),
+        a.encode(README.as_bytes()).unwrap()
+    );
 }
 
 #[test]
 fn hf_files_name_the_special_tokens() {
     let files = small_bpe().hf_files();
     let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]);
+    assert_eq!(
+        names,
+        [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json"
+        ]
+    );
     let config: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
     assert_eq!(config["eos_token"], END_OF_TEXT);
     assert_eq!(config["clean_up_tokenization_spaces"], false);
@@ -434,12 +513,18 @@ fn bad_json_gives_typed_errors() {
     }
     for not_tok in ["[]", "{}", "42", "{\"model\": 3}", "{\"model\": {}}"] {
         let err = Tokenizer::from_json(not_tok.as_bytes()).unwrap_err();
-        assert!(matches!(err, TokenizerError::NotATokenizer { .. }), "{not_tok}: {err}");
+        assert!(
+            matches!(err, TokenizerError::NotATokenizer { .. }),
+            "{not_tok}: {err}"
+        );
     }
     let mut v = byte_json_value();
     v["model"]["type"] = "WordPiece".into();
     let err = load(&v).unwrap_err();
-    assert!(matches!(err, TokenizerError::UnsupportedModel { ref model } if model == "WordPiece"), "{err}");
+    assert!(
+        matches!(err, TokenizerError::UnsupportedModel { ref model } if model == "WordPiece"),
+        "{err}"
+    );
 
     // A vocabulary over 65,536 ids.
     let mut v = byte_json_value();
@@ -448,20 +533,33 @@ fn bad_json_gives_typed_errors() {
         vocab.insert(format!("tok{i}"), i.into());
     }
     let err = load(&v).unwrap_err();
-    assert!(matches!(err, TokenizerError::VocabTooLarge { size: 70_000 }), "{err}");
+    assert!(
+        matches!(err, TokenizerError::VocabTooLarge { size: 70_000 }),
+        "{err}"
+    );
 
     // A gap in the ids, and a duplicate id.
     let mut v = byte_json_value();
     v["model"]["vocab"]["!"] = 300.into();
-    assert!(matches!(load(&v), Err(TokenizerError::IdsNotContiguous { .. })));
+    assert!(matches!(
+        load(&v),
+        Err(TokenizerError::IdsNotContiguous { .. })
+    ));
     let mut v = byte_json_value();
     v["model"]["vocab"]["!"] = 0.into();
-    assert!(matches!(load(&v), Err(TokenizerError::IdsNotContiguous { .. })));
+    assert!(matches!(
+        load(&v),
+        Err(TokenizerError::IdsNotContiguous { .. })
+    ));
 
     // A missing byte: 255 tokens.
     let mut v = byte_json_value();
     let vocab = v["model"]["vocab"].as_object_mut().unwrap();
-    let last = vocab.iter().find(|(_, id)| **id == 255).map(|(k, _)| k.clone()).unwrap();
+    let last = vocab
+        .iter()
+        .find(|(_, id)| **id == 255)
+        .map(|(k, _)| k.clone())
+        .unwrap();
     vocab.remove(&last);
     assert!(matches!(load(&v), Err(TokenizerError::Invalid { .. })));
 
@@ -483,13 +581,19 @@ fn bad_json_gives_typed_errors() {
         let mut v = byte_json_value();
         *v.pointer_mut(path).unwrap() = value;
         let err = load(&v).unwrap_err();
-        assert!(matches!(err, TokenizerError::Unsupported { .. }), "{path}: {err}");
+        assert!(
+            matches!(err, TokenizerError::Unsupported { .. }),
+            "{path}: {err}"
+        );
     }
 
     // A special token not right after the model's ids.
     let mut v = serde_json::from_slice::<serde_json::Value>(&small_bpe().to_json()).unwrap();
     v["added_tokens"][0]["id"] = 5000.into();
-    assert!(matches!(load(&v), Err(TokenizerError::IdsNotContiguous { .. })));
+    assert!(matches!(
+        load(&v),
+        Err(TokenizerError::IdsNotContiguous { .. })
+    ));
 }
 
 /// Timings for the report (release build): `cargo test --release --test data_bpe --
@@ -503,7 +607,10 @@ fn measure() {
     println!("gpt2 construction: {:.3} s", t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
     let _ = Tokenizer::gpt2().unwrap();
-    println!("gpt2 second call (cached): {:.6} s", t0.elapsed().as_secs_f64());
+    println!(
+        "gpt2 second call (cached): {:.6} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let text = synthetic_text(10 << 20, 1);
     let t0 = Instant::now();
@@ -516,7 +623,10 @@ fn measure() {
     for (name, t) in [("bpe", &bpe), ("gpt2", &gpt2), ("byte", &Tokenizer::byte())] {
         let mut first = None;
         for n in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap();
             let t0 = Instant::now();
             let ids = pool.install(|| t.encode(text.as_bytes()).unwrap());
             let s = t0.elapsed().as_secs_f64();

@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
         let ids = t.encode(PROBE.as_bytes()).expect("UTF-8 text encodes");
         assert!(ids.iter().all(|&i| (i as usize) < t.vocab_size()));
         assert_eq!(t.decode(&ids), PROBE);
-        let bytes: Vec<u8> = ids.iter().flat_map(|&i| t.token_bytes(i).to_vec()).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&i| t.token_bytes(i).to_vec())
+            .collect();
         assert_eq!(bytes, PROBE.as_bytes());
         let _ = t.decode(&[0, u32::MAX]);
     }

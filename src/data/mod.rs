@@ -36,8 +36,8 @@ pub use markov::{
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
 pub use tokenizer::{
-    byte_char, utf8, Tokenizer, TokenizerError, TokenizerKind, END_OF_TEXT, GPT2_VOCAB,
-    MAX_VOCAB, MIN_BPE_VOCAB,
+    byte_char, utf8, Tokenizer, TokenizerError, TokenizerKind, END_OF_TEXT, GPT2_VOCAB, MAX_VOCAB,
+    MIN_BPE_VOCAB,
 };
 pub use tokens::{TokenSource, Tokens};
 

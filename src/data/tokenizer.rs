@@ -187,7 +187,8 @@ pub enum TokenizerKind {
 
 impl TokenizerKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [TokenizerKind; 3] = [TokenizerKind::Byte, TokenizerKind::Bpe, TokenizerKind::Gpt2];
+    pub const ALL: [TokenizerKind; 3] =
+        [TokenizerKind::Byte, TokenizerKind::Bpe, TokenizerKind::Gpt2];
 
     /// `"byte"`, `"bpe"` or `"gpt2"`.
     pub fn name(self) -> &'static str {
@@ -246,7 +247,10 @@ impl std::fmt::Debug for Tokenizer {
         f.debug_struct("Tokenizer")
             .field("kind", &self.inner.kind)
             .field("vocab_size", &self.vocab_size())
-            .field("fingerprint", &format_args!("{:016x}", self.inner.fingerprint))
+            .field(
+                "fingerprint",
+                &format_args!("{:016x}", self.inner.fingerprint),
+            )
             .finish()
     }
 }
@@ -606,9 +610,8 @@ fn split_safe(text: &str, target: usize) -> Vec<&str> {
 /// The first safe cut at or after `from` (see [`split_safe`]), if any.
 fn safe_cut(b: &[u8], from: usize) -> Option<usize> {
     let from = from.max(1);
-    (from..b.len().saturating_sub(1)).find(|&i| {
-        b[i] == b' ' && b[i - 1].is_ascii_alphabetic() && b[i + 1].is_ascii_alphabetic()
-    })
+    (from..b.len().saturating_sub(1))
+        .find(|&i| b[i] == b' ' && b[i - 1].is_ascii_alphabetic() && b[i + 1].is_ascii_alphabetic())
 }
 
 /// Re-cuts a stream of text chunks at safe positions (see [`split_safe`]), so training
@@ -853,11 +856,12 @@ fn build(
     }
     let mut pieces = Vec::with_capacity(total);
     for (id, token) in vocab.iter().enumerate() {
-        let bytes = bytes_of(token).filter(|b| !b.is_empty()).ok_or_else(|| {
-            TokenizerError::Invalid {
-                reason: format!("token {id} is not a non-empty byte-level string"),
-            }
-        })?;
+        let bytes =
+            bytes_of(token)
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| TokenizerError::Invalid {
+                    reason: format!("token {id} is not a non-empty byte-level string"),
+                })?;
         pieces.push(bytes);
     }
     let present: HashSet<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
