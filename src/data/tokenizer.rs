@@ -753,7 +753,10 @@ fn read_added_tokens(v: Option<&Value>) -> Result<Vec<(u64, String)>, TokenizerE
 }
 
 /// A BPE model's vocabulary (by id, checked contiguous) and merges (by rank).
-fn read_bpe_model(model: &Value) -> Result<(Vec<String>, Vec<(String, String)>), TokenizerError> {
+/// A model's vocabulary (token strings by id) and merges (pairs by rank).
+type VocabAndMerges = (Vec<String>, Vec<(String, String)>);
+
+fn read_bpe_model(model: &Value) -> Result<VocabAndMerges, TokenizerError> {
     let m = model
         .as_object()
         .ok_or_else(|| not_tokenizer("the model is not an object"))?;
