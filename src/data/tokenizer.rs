@@ -619,6 +619,9 @@ fn safe_cut(b: &[u8], from: usize) -> Option<usize> {
 struct Rechunk<I> {
     inner: I,
     buf: String,
+    /// Positions of `buf` before this are known not to be safe cuts (keeps text with
+    /// no safe cut, such as unspaced CJK, linear rather than quadratic).
+    scanned: usize,
     done: bool,
 }
 
@@ -627,6 +630,7 @@ impl<I> Rechunk<I> {
         Rechunk {
             inner,
             buf: String::new(),
+            scanned: 0,
             done: false,
         }
     }
@@ -641,10 +645,15 @@ where
     fn next(&mut self) -> Option<String> {
         loop {
             if self.buf.len() > PIECE_BYTES {
-                if let Some(cut) = safe_cut(self.buf.as_bytes(), PIECE_BYTES) {
+                let from = self.scanned.max(PIECE_BYTES);
+                if let Some(cut) = safe_cut(self.buf.as_bytes(), from) {
                     let rest = self.buf.split_off(cut);
+                    self.scanned = 0;
                     return Some(std::mem::replace(&mut self.buf, rest));
                 }
+                // `safe_cut` looked at every position but the last (it needs the next
+                // byte): resume there.
+                self.scanned = self.buf.len().saturating_sub(1).max(from);
             }
             if self.done {
                 return (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf));
@@ -744,7 +753,10 @@ fn read_added_tokens(v: Option<&Value>) -> Result<Vec<(u64, String)>, TokenizerE
 }
 
 /// A BPE model's vocabulary (by id, checked contiguous) and merges (by rank).
-fn read_bpe_model(model: &Value) -> Result<(Vec<String>, Vec<(String, String)>), TokenizerError> {
+/// A model's vocabulary (token strings by id) and merges (pairs by rank).
+type VocabAndMerges = (Vec<String>, Vec<(String, String)>);
+
+fn read_bpe_model(model: &Value) -> Result<VocabAndMerges, TokenizerError> {
     let m = model
         .as_object()
         .ok_or_else(|| not_tokenizer("the model is not an object"))?;
