@@ -6,7 +6,9 @@ use super::text::{checkpoint_tokenizer, describe, prepare_text};
 use super::{bits_per_byte, describe_isa, select_isa, IsaArg, IsaSource};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use cllm::data::prepare::{val_bytes_per_token, Prepared, TokenizerChoice};
+use cllm::data::prepare::{
+    val_bytes_per_token, Prepared, TokenizerChoice, BUILT_IN_BPE_VOCAB, DEFAULT_BPE_VOCAB,
+};
 use cllm::data::{TokenSource, TokenizerKind};
 use cllm::dist::launch::Fnv1a;
 use cllm::dist::{RankTrainer, Transport};
@@ -47,7 +49,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "resume")]
     pub tokenizer: Option<String>,
     /// Vocabulary of --tokenizer bpe: 257 to 65536 ids, <|endoftext|> included
-    /// [default: 4096].
+    /// [default: 4096; 512 for the built-in corpus, whose words are all single tokens
+    /// by about 700].
     #[arg(long, value_name = "N", conflicts_with = "resume")]
     pub vocab: Option<usize>,
     /// Where the corpus's token file (and a trained BPE) is cached; a later run on the
@@ -246,7 +249,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let choice = match &resumed {
         Some(ckpt) => TokenizerChoice::Given(checkpoint_tokenizer(ckpt)?),
-        None => TokenizerChoice::parse(args.tokenizer.as_deref().unwrap_or("byte"), args.vocab)?,
+        None => {
+            let default_vocab = match args.data {
+                Some(_) => DEFAULT_BPE_VOCAB,
+                None => BUILT_IN_BPE_VOCAB,
+            };
+            let name = args.tokenizer.as_deref().unwrap_or("byte");
+            TokenizerChoice::parse(name, args.vocab, default_vocab)?
+        }
     };
     let cache_dir = args
         .cache_dir

@@ -37,8 +37,11 @@ use super::{
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Vocabulary of `bpe` when none is given.
+/// Vocabulary of `bpe` when none is given, for a corpus on disk.
 pub const DEFAULT_BPE_VOCAB: usize = 4096;
+/// Vocabulary of `bpe` when none is given, for the built-in corpus: its 150 words
+/// and punctuation are all single tokens by about 700 ids, where its merges run out.
+pub const BUILT_IN_BPE_VOCAB: usize = 512;
 
 /// Which tokenizer a run uses.
 #[derive(Clone, Debug)]
@@ -58,12 +61,17 @@ pub enum TokenizerChoice {
 
 impl TokenizerChoice {
     /// `--tokenizer NAME [--vocab N]`: `vocab` is only meaningful for `bpe` (default
-    /// [`DEFAULT_BPE_VOCAB`]).
-    pub fn parse(name: &str, vocab: Option<usize>) -> Result<TokenizerChoice, PrepareError> {
+    /// `default_vocab`: [`DEFAULT_BPE_VOCAB`] or, for the built-in corpus,
+    /// [`BUILT_IN_BPE_VOCAB`]).
+    pub fn parse(
+        name: &str,
+        vocab: Option<usize>,
+        default_vocab: usize,
+    ) -> Result<TokenizerChoice, PrepareError> {
         let kind = TokenizerKind::parse(name)?;
         match (kind, vocab) {
             (TokenizerKind::Bpe, v) => Ok(TokenizerChoice::Bpe {
-                vocab: v.unwrap_or(DEFAULT_BPE_VOCAB),
+                vocab: v.unwrap_or(default_vocab),
             }),
             (_, Some(v)) => Err(PrepareError::VocabWithoutBpe {
                 tokenizer: kind.name(),
