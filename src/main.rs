@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a GPT-2 model on a text file or directory (default: the built-in corpus).
-    Train(cli::train::TrainArgs),
+    Train(Box<cli::train::TrainArgs>),
     /// Generate text from a checkpoint.
     Sample(cli::sample::SampleArgs),
     /// Evaluate a checkpoint on a corpus: mean loss and bits per byte.
@@ -60,7 +60,7 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => cli::train::run(args),
+        Command::Train(args) => cli::train::run(*args),
         Command::Sample(args) => cli::sample::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Corpus(args) => cli::corpus::run(args),

@@ -474,7 +474,7 @@ impl Run<'_> {
             println!(
                 "data-parallel: {ranks} rank(s) x {threads} thread(s), each rank computing \
                  {} of the {} micro-batches (the same bits as one process)",
-                if cfg.micro_batches % ranks == 0 {
+                if cfg.micro_batches.is_multiple_of(ranks) {
                     (cfg.micro_batches / ranks).to_string()
                 } else {
                     format!(
