@@ -1,4 +1,5 @@
-//! Data path: byte tokenizer, corpora, built-in Markov corpora, seeded sampler.
+//! Data path: tokenizers, corpora, the token cache, built-in Markov corpora, seeded
+//! sampler.
 //! Owns turning bytes on disk (or the built-in [`WordSource`]) into train and
 //! validation token streams, and drawing training and evaluation windows from them.
 //! Must never know of threads, atomics or models: everything here is a pure function
@@ -19,6 +20,10 @@
 //!   byte; [`WordStream`] streams its text in pieces.
 //! * [`MarkovSource`] and [`default_corpus`]: the letter-level built-in corpus (28
 //!   symbols, order-k chain) with a known entropy rate.
+//! * [`prepare`]: a run's text ready to train on: the tokenizer chosen, trained or
+//!   given, and the built-in corpus or a corpus on disk (through [`cache`]) tokenized.
+//! * [`TokenSource`] / [`Tokens`]: a token stream as the trainers read it (a window
+//!   copied out), in memory or memory-mapped.
 //! * [`Rng`]: the crate's seeded generator (also used by the trainer).
 //! * [`Sampler`] / [`SamplerState`]: seeded, resumable random training windows;
 //!   [`eval_windows`]: fixed evaluation windows.

@@ -12,7 +12,7 @@
 //! * A corpus on disk (a file or a directory) goes through the token cache
 //!   ([`load_or_build`]): tokenized once into `cache_dir`, memory-mapped, and read
 //!   window by window, so it may be larger than memory. Its text split is the cache's
-//!   ([`TextPlan`](super::TextPlan)).
+//!   ([`TextPlan`]).
 //!
 //! # A trained BPE
 //! `bpe` is trained on the training text only (the built-in corpus's training part, or
