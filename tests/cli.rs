@@ -302,34 +302,49 @@ fn checkpoints_are_byte_identical_across_threads_and_schedulers() {
         "train_state.safetensors",
         "train_state.json",
     ];
-    let mut seen: Vec<Vec<Vec<u8>>> = Vec::new();
+    let seen = runs_across_schedulers(&dir, &["--steps", "4"], "step-00000004", &files);
+    assert_eq!(seen[1].1, seen[0].1, "2 lock-free workers vs 1");
+    assert_eq!(seen[2].1, seen[0].1, "2 barrier workers vs 1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Trains [`TINY`] with 2 micro-batches and `args` on 1 thread, 2 lock-free and 2
+/// barrier workers (into `dir/one`, `dir/lockfree`, `dir/barrier`); per run, its stdout
+/// and the bytes of `files` in its checkpoint directory `step`.
+fn runs_across_schedulers(
+    dir: &std::path::Path,
+    args: &[&str],
+    step: &str,
+    files: &[&str],
+) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut seen = Vec::new();
     for (name, extra) in [
         ("one", ["--threads", "1", "--scheduler", "lockfree"]),
         ("lockfree", ["--threads", "2", "--scheduler", "lockfree"]),
         ("barrier", ["--threads", "2", "--scheduler", "barrier"]),
     ] {
         let out = dir.join(name);
-        let mut args = vec!["train", "--steps", "4", "--micro-batches", "2"];
-        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
-        args.extend_from_slice(&extra);
-        args.extend_from_slice(TINY);
-        let run = cllm(&args);
+        let mut full = vec!["train", "--micro-batches", "2"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        full.extend_from_slice(&extra);
+        full.extend_from_slice(TINY);
+        let run = cllm(&full);
         assert!(
             run.status.success(),
             "{}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let step = out.join("step-00000004");
-        seen.push(
+        let step = out.join(step);
+        seen.push((
+            String::from_utf8_lossy(&run.stdout).into_owned(),
             files
                 .iter()
                 .map(|f| std::fs::read(step.join(f)).unwrap())
                 .collect(),
-        );
+        ));
     }
-    assert_eq!(seen[1], seen[0], "2 lock-free workers vs 1");
-    assert_eq!(seen[2], seen[0], "2 barrier workers vs 1");
-    let _ = std::fs::remove_dir_all(&dir);
+    seen
 }
 
 /// [`TINY`] without its `--eval-every` (for runs that set their own).
@@ -943,35 +958,17 @@ fn bpe_runs_are_byte_identical_and_carry_their_tokenizer() {
         "config.json",
         "tokenizer.json",
     ];
-    let mut seen: Vec<Vec<Vec<u8>>> = Vec::new();
-    for (name, extra) in [
-        ("one", ["--threads", "1", "--scheduler", "lockfree"]),
-        ("lockfree", ["--threads", "2", "--scheduler", "lockfree"]),
-        ("barrier", ["--threads", "2", "--scheduler", "barrier"]),
-    ] {
-        let out = dir.join(name);
-        let mut args = vec!["train", "--steps", "3", "--micro-batches", "2"];
-        args.extend_from_slice(&["--tokenizer", "bpe", "--vocab", "300"]);
-        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
-        args.extend_from_slice(&extra);
-        args.extend_from_slice(TINY);
-        let run = cllm(&args);
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+    let runs = runs_across_schedulers(
+        &dir,
+        &["--steps", "3", "--tokenizer", "bpe", "--vocab", "300"],
+        "step-00000003",
+        &files,
+    );
+    for (stdout, _) in &runs {
         assert!(stdout.contains("tokenizer bpe"), "{stdout}");
         assert!(stdout.contains("bits/byte"), "{stdout}");
-        let step = out.join("step-00000003");
-        seen.push(
-            files
-                .iter()
-                .map(|f| std::fs::read(step.join(f)).unwrap())
-                .collect(),
-        );
     }
+    let seen: Vec<Vec<Vec<u8>>> = runs.into_iter().map(|(_, f)| f).collect();
     assert_eq!(seen[1], seen[0], "2 lock-free workers vs 1");
     assert_eq!(seen[2], seen[0], "2 barrier workers vs 1");
     let config: serde_json::Value = serde_json::from_slice(&seen[0][3]).unwrap();

@@ -101,7 +101,7 @@
 //! The mapped file must not be changed in place while mapped: the cache only ever
 //! replaces it by rename. A third party truncating it would fault the reader (SIGBUS).
 
-use super::{check_fraction, collect_files, io_error, DataError, TokenSource, Tokens};
+use super::{check_fraction, io_error, list_files, DataError, TokenSource, Tokens};
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
@@ -416,29 +416,12 @@ pub struct CorpusFile {
 /// files followed, links to directories skipped). Errors as `Corpus::load` does for a
 /// missing path, a special file or a directory without files.
 pub fn corpus_files(path: &Path) -> Result<Vec<CorpusFile>, DataError> {
-    let meta = fs::metadata(path).map_err(|e| io_error(path, e))?;
-    let paths = if meta.is_file() {
-        vec![path.to_path_buf()]
-    } else if meta.is_dir() {
-        let mut files = Vec::new();
-        collect_files(path, &mut files)?;
-        if files.is_empty() {
-            return Err(DataError::NoFiles {
-                path: path.to_path_buf(),
-            });
-        }
-        files.sort();
-        files
-    } else {
-        return Err(DataError::NotFileOrDir {
-            path: path.to_path_buf(),
-        });
-    };
+    let (paths, is_dir) = list_files(path)?;
     paths
         .into_iter()
         .map(|p| {
             let len = fs::metadata(&p).map_err(|e| io_error(&p, e))?.len();
-            let name = if meta.is_dir() {
+            let name = if is_dir {
                 p.strip_prefix(path).unwrap_or(&p).to_path_buf()
             } else {
                 p.file_name().map_or_else(|| p.clone(), PathBuf::from)
@@ -1506,11 +1489,10 @@ impl Mapping {
         // Readers never block on this: if one is reading, the next read retries.
         if let Some(_excl) = self.guard.try_write() {
             self.touched.store(0, Ordering::Relaxed);
-            // SAFETY: the exclusive guard means no reader holds a borrow of the mapping
-            // (every read of `map` happens under the shared guard), which is what
-            // `UncheckedAdvice::DontNeed` requires. The mapping is a read-only shared
-            // file mapping that is never written, so the pages fault back in with the
-            // same bytes from the file.
+            // The mapping is read-only and never written: dropped pages fault back in
+            // with the same bytes from the file.
+            // SAFETY: the exclusive guard means no reader borrows the mapping (every
+            // read of `map` holds the shared guard), as `DontNeed` requires.
             let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
         }
     }
@@ -1558,10 +1540,9 @@ impl TokenFile {
         let too_large = || CacheError::TooLarge { path: path.clone() };
         usize::try_from(want).map_err(|_| too_large())?;
         usize::try_from(header.n_train.saturating_add(header.n_val)).map_err(|_| too_large())?;
-        // SAFETY: the file is a cache file, which the cache never changes in place (it
-        // only replaces it by rename, which leaves this mapping's inode intact), and
-        // the mapping is read-only. The module doc states that a third party must not
-        // modify it while it is mapped.
+        // The module doc states that a third party must not modify it while mapped.
+        // SAFETY: the cache never changes a cache file in place (only replaces it by
+        // rename, which leaves this mapping's inode intact); the mapping is read-only.
         let map = unsafe { MmapOptions::new().map(&file) }.map_err(|e| read_error(&path, e))?;
         if map.len() as u64 != want {
             return Err(CacheError::Rejected {

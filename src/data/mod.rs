@@ -252,24 +252,7 @@ impl Corpus {
     /// unreadable, a directory holds no files, or there are zero bytes in total.
     pub fn load(path: &Path, val_fraction: f64) -> Result<Corpus, DataError> {
         check_fraction(val_fraction)?;
-        let meta = fs::metadata(path).map_err(|e| io_error(path, e))?;
-        let files = if meta.is_file() {
-            vec![path.to_path_buf()]
-        } else if meta.is_dir() {
-            let mut files = Vec::new();
-            collect_files(path, &mut files)?;
-            if files.is_empty() {
-                return Err(DataError::NoFiles {
-                    path: path.to_path_buf(),
-                });
-            }
-            files.sort();
-            files
-        } else {
-            return Err(DataError::NotFileOrDir {
-                path: path.to_path_buf(),
-            });
-        };
+        let (files, _) = list_files(path)?;
         let mut bytes = Vec::new();
         for f in &files {
             bytes.extend(fs::read(f).map_err(|e| io_error(f, e))?);
@@ -370,6 +353,30 @@ fn io_error(path: &Path, e: io::Error) -> DataError {
             source: e,
         }
     }
+}
+
+/// The files of a corpus path: `path` itself, or every non-hidden file below the
+/// directory `path` in sorted path order; and whether `path` is a directory. Errors
+/// for a missing or unreadable path, a special file or a directory without files.
+pub(crate) fn list_files(path: &Path) -> Result<(Vec<PathBuf>, bool), DataError> {
+    let meta = fs::metadata(path).map_err(|e| io_error(path, e))?;
+    if meta.is_file() {
+        return Ok((vec![path.to_path_buf()], false));
+    }
+    if !meta.is_dir() {
+        return Err(DataError::NotFileOrDir {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    if files.is_empty() {
+        return Err(DataError::NoFiles {
+            path: path.to_path_buf(),
+        });
+    }
+    files.sort();
+    Ok((files, true))
 }
 
 /// Appends every non-hidden regular file below `dir` (unsorted).
