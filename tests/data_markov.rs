@@ -296,3 +296,18 @@ fn contexts_follow_the_text() {
         );
     }
 }
+
+/// The letter text streamed in uneven pieces is the text `generate` returns at once.
+#[test]
+fn streamed_letters_equal_generated_letters() {
+    let m = cllm::data::MarkovSource::new(3, 2, 0.3).unwrap();
+    let whole = m.generate(10_000, 9);
+    let mut stream = m.stream(9);
+    let mut pieces = Vec::new();
+    for len in [1usize, 7, 0, 993, 4096, 4903] {
+        let mut buf = vec![0; len];
+        stream.fill(&mut buf);
+        pieces.extend(buf);
+    }
+    assert_eq!(pieces, whole);
+}

@@ -78,8 +78,18 @@ pub fn run(args: CorpusArgs) -> Result<()> {
                 DEFAULT_CORPUS_ALPHA,
             )
             .context("building the built-in letter source")?;
-            let mut stream = LetterStream::new(&m, DEFAULT_CORPUS_SEED);
-            stream_to(&args.out, |f| stream.write_to(f, n))?;
+            let mut stream = m.stream(DEFAULT_CORPUS_SEED);
+            stream_to(&args.out, |f| {
+                let mut buf = vec![0; CHUNK];
+                let mut left = n;
+                while left > 0 {
+                    let take = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
+                    stream.fill(&mut buf[..take]);
+                    f.write_all(&buf[..take])?;
+                    left -= take as u64;
+                }
+                Ok(())
+            })?;
             (
                 m.entropy_rate(),
                 format!("letter-level order-{DEFAULT_CORPUS_ORDER} Markov source (seed {DEFAULT_CORPUS_SEED}, alpha {DEFAULT_CORPUS_ALPHA})"),
@@ -133,68 +143,4 @@ fn stream_to(
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-/// The letter source's text as a stream: byte for byte
-/// [`MarkovSource::generate`]`(n, seed)` for every `n` (the same random stream,
-/// first context drawn from `pi` with the same rule, then each symbol by inverse CDF
-/// over the same cumulative sums), without holding the text in memory.
-struct LetterStream<'a> {
-    m: &'a MarkovSource,
-    rng: cllm::data::Rng,
-    ctx: usize,
-    /// Per context cumulative sums of `p(. | ctx)`, the last one set to exactly 1.
-    cdf: Vec<f64>,
-}
-
-/// The text stream constant of `MarkovSource::generate` ("mark").
-const LETTER_TEXT_STREAM: u64 = 0x6D61_726B;
-
-impl<'a> LetterStream<'a> {
-    fn new(m: &'a MarkovSource, seed: u64) -> Self {
-        let n_sym = cllm::data::N_SYMBOLS;
-        let mut cdf = Vec::with_capacity(m.n_contexts() * n_sym);
-        for ctx in 0..m.n_contexts() {
-            let mut acc = 0.0;
-            for p in m.transition(ctx).unwrap_or(&[]) {
-                acc += p;
-                cdf.push(acc);
-            }
-            if let Some(last) = cdf.last_mut() {
-                *last = 1.0;
-            }
-        }
-        let mut rng = cllm::data::Rng::new(seed ^ LETTER_TEXT_STREAM);
-        let u = rng.next_f64();
-        let pi = m.stationary();
-        let mut acc = 0.0;
-        let ctx = pi
-            .iter()
-            .position(|w| {
-                acc += w;
-                u < acc
-            })
-            .unwrap_or(pi.len().saturating_sub(1));
-        LetterStream { m, rng, ctx, cdf }
-    }
-
-    fn write_to<W: Write>(&mut self, out: &mut W, n_bytes: u64) -> std::io::Result<()> {
-        let n_sym = cllm::data::N_SYMBOLS;
-        let mut buf = Vec::with_capacity(CHUNK);
-        let mut left = n_bytes;
-        while left > 0 {
-            buf.clear();
-            let take = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
-            for _ in 0..take {
-                let row = &self.cdf[self.ctx * n_sym..(self.ctx + 1) * n_sym];
-                let u = self.rng.next_f64();
-                let c = row.partition_point(|&x| x <= u).min(n_sym - 1);
-                buf.push(cllm::data::ALPHABET[c]);
-                self.ctx = self.m.next_context(self.ctx, c);
-            }
-            out.write_all(&buf)?;
-            left -= take as u64;
-        }
-        Ok(())
-    }
 }

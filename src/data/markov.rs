@@ -167,17 +167,21 @@ impl MarkovSource {
     /// seed). The first context is drawn from `pi`, so the text is stationary from
     /// its first byte.
     pub fn generate(&self, n_bytes: usize, seed: u64) -> Vec<u8> {
-        let mut rng = Rng::new(seed ^ TEXT_STREAM);
-        let mut ctx = draw(&self.pi, rng.next_f64());
-        let mut out = Vec::with_capacity(n_bytes);
-        for _ in 0..n_bytes {
-            let row = &self.cdf[ctx * N_SYMBOLS..(ctx + 1) * N_SYMBOLS];
-            let u = rng.next_f64();
-            let c = row.partition_point(|&x| x <= u).min(N_SYMBOLS - 1);
-            out.push(ALPHABET[c]);
-            ctx = self.next_context(ctx, c);
-        }
+        let mut out = vec![0; n_bytes];
+        self.stream(seed).fill(&mut out);
         out
+    }
+
+    /// The text of [`MarkovSource::generate`] as a stream: filling pieces of any sizes
+    /// gives the same bytes as one call, holding only the pieces.
+    pub fn stream(&self, seed: u64) -> LetterStream<'_> {
+        let mut rng = Rng::new(seed ^ TEXT_STREAM);
+        let ctx = draw(&self.pi, rng.next_f64());
+        LetterStream {
+            source: self,
+            rng,
+            ctx,
+        }
     }
 
     /// The seed the chain was built from.
@@ -276,6 +280,27 @@ fn symbol_marginal(probs: &[f64], pi: &[f64]) -> Vec<f64> {
 
 /// Index `i` with `cum(i - 1) <= u < cum(i)` over the cumulative sums of `weights`
 /// (the last index if rounding leaves `u` past the total).
+/// The text of a [`MarkovSource`], produced piece by piece ([`MarkovSource::stream`]).
+pub struct LetterStream<'a> {
+    source: &'a MarkovSource,
+    rng: Rng,
+    ctx: usize,
+}
+
+impl LetterStream<'_> {
+    /// Fills `buf` with the next bytes of the text.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let m = self.source;
+        for b in buf {
+            let row = &m.cdf[self.ctx * N_SYMBOLS..(self.ctx + 1) * N_SYMBOLS];
+            let u = self.rng.next_f64();
+            let c = row.partition_point(|&x| x <= u).min(N_SYMBOLS - 1);
+            *b = ALPHABET[c];
+            self.ctx = m.next_context(self.ctx, c);
+        }
+    }
+}
+
 fn draw(weights: &[f64], u: f64) -> usize {
     let mut acc = 0.0;
     for (i, w) in weights.iter().enumerate() {

@@ -46,9 +46,9 @@ pub use cache::{
     load_or_build, train_text_chunks, CacheError, CacheOptions, CacheStatus, Encoder, TokenFile,
 };
 pub use markov::{
-    default_corpus, entropy, symbol_index, MarkovSource, ALPHABET, DEFAULT_CORPUS_ALPHA,
-    DEFAULT_CORPUS_BYTES, DEFAULT_CORPUS_ORDER, DEFAULT_CORPUS_SEED, MAX_ALPHA, MAX_ORDER,
-    N_SYMBOLS, STATIONARY_MAX_WORK, STATIONARY_MIN_ITER, STATIONARY_TOL,
+    default_corpus, entropy, symbol_index, LetterStream, MarkovSource, ALPHABET,
+    DEFAULT_CORPUS_ALPHA, DEFAULT_CORPUS_BYTES, DEFAULT_CORPUS_ORDER, DEFAULT_CORPUS_SEED,
+    MAX_ALPHA, MAX_ORDER, N_SYMBOLS, STATIONARY_MAX_WORK, STATIONARY_MIN_ITER, STATIONARY_TOL,
 };
 pub use rng::Rng;
 pub use sampler::{eval_windows, Sampler, SamplerState};
