@@ -19,3 +19,6 @@ gen props-barrier-step-from-slot-count src/train/barrier.rs 's/let step = state\
 # `Trainer::step` names its gradient slots' step by the training step: a trainer restored
 # at step k > 0 waits forever for k earlier steps (the watchdogs turn that into exit 124).
 gen props-step-slot-step-from-state src/train/trainer.rs 's/let seg_step = self\.segments\.completed_steps\(\);/let seg_step = self.state.step as usize;/'
+# The final layer norm's input gradient is not cleared before its backward accumulates
+# into it: a context reused after another micro-batch adds that batch's gradient.
+gen props-final-dres-not-cleared src/model/gpt2.rs 's/\n\s*dres\.fill\(0\.0\);//'
