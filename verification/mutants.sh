@@ -2,7 +2,8 @@
 # Seeded-bug campaign: apply each patch in verification/mutants/ to a scratch copy of the
 # committed tree (HEAD), run the checks listed for it in catalogue*.tsv (in order, stopping at the
 # first that fails), and print a table: bug, which check killed it, time to kill.
-# Exit status is non-zero if any bug survives or any patch no longer applies.
+# Exit status is non-zero if any bug survives or any patch no longer applies. A bug in an
+# instruction-set path this CPU lacks is listed as not run (verification/cpu.sh).
 #
 # usage: verification/mutants.sh [--all] [ID ...]
 #   --all   run every listed check for each bug (shows every tool that kills it)
@@ -22,6 +23,8 @@ TIMEOUT=${CLLM_MUTANT_TIMEOUT:-600}
 FUZZ_SECONDS=${CLLM_FUZZ_SECONDS:-60}
 # The catalogue: catalogue.tsv plus one catalogue-AREA.tsv per area, read in name order.
 CATALOGUES=("$ROOT"/verification/mutants/catalogue*.tsv)
+# shellcheck source=verification/cpu.sh
+. "$ROOT/verification/cpu.sh"
 ALL=0
 if [ "${1:-}" = "--all" ]; then ALL=1; shift; fi
 ONLY=("$@")
@@ -101,8 +104,13 @@ done
 [ -z "$checks_all" ] || echo "baseline: all $(echo "$checks_all" | wc -l) checks pass on the unmutated source"
 
 printf '%-28s %-34s %8s  %s\n' "bug" "killed by" "seconds" "description"
-survivors=0; total=0
+survivors=0; total=0; not_run=0
 while IFS=$'\t' read -r id checks desc; do
+  missing=$(cpu_missing "$id")
+  if [ -n "$missing" ]; then
+    printf '%-28s %-34s %8s  %s\n' "$id" "NOT RUN (CPU lacks $missing)" "-" "$desc"
+    not_run=$((not_run + 1)); continue
+  fi
   total=$((total + 1))
   copy_tree
   if ! (cd "$SCRATCH/work" && patch -p1 -s <"$ROOT/verification/mutants/$id.patch") >"$LOG/$id.patch.log" 2>&1; then
@@ -134,4 +142,5 @@ while IFS=$'\t' read -r id checks desc; do
   fi
 done <"$SELECTED"
 echo "seeded bugs: $((total - survivors)) killed, $survivors survived (of $total)"
+[ $not_run -eq 0 ] || echo "seeded bugs not run: $not_run (their code needs CPU features this machine lacks; run them on one that has them)"
 [ $survivors -eq 0 ]
