@@ -13,7 +13,8 @@
 
 use cllm::data::cache::{
     self, build, cache_file_name, config_key, load_or_build, token_width, CacheError, CacheOptions,
-    CacheStatus, Encoder, Expected, RejectKind, Rejection, TextPlan, TokenFile, HEADER_LEN,
+    CacheStatus, Encoder, Expected, RejectKind, Rejection, TextPlan, TokenFile, WindowReads,
+    HEADER_LEN,
 };
 use cllm::data::{Rng, TokenSource, Tokens};
 use proptest::prelude::*;
@@ -620,42 +621,66 @@ fn encoder_errors_and_bad_inputs_are_typed() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Byte `x` as token `65_600 + 17 x` of a 70,000-id vocabulary: 4-byte tokens.
+fn wide_encode(bytes: &[u8]) -> Result<Vec<u32>, String> {
+    Ok(bytes.iter().map(|&b| 65_600 + 17 * u32::from(b)).collect())
+}
+
 #[test]
 fn random_windows_read_the_right_tokens_with_pages_dropped() {
     let dir = TempDir::new("windows");
     let text = wordy_text(&mut Rng::new(9), 20_000);
     let f = dir.write("t.txt", text.as_bytes());
-    let enc = Encoder {
+    let narrow = Encoder {
         encode: &byte_encode,
         vocab_size: 256,
         key: b"b",
     };
-    let tf = build(
-        &f,
-        &dir.path().join("c"),
-        &enc,
-        &opts(0.1, 4096, 2),
-        &mut no_progress(),
-    )
-    .expect("build");
-    tf.set_resident_limit(3 * 4096);
-    assert_eq!(tf.resident_limit(), 3 * 4096);
-    let (train, val): (Tokens, Tokens) = (tf.train(), tf.val());
-    let whole = byte_encode(text.as_bytes()).expect("bytes");
-    let (wt, wv) = whole.split_at(train.len());
-    assert_eq!(val.len(), wv.len());
-    let mut rng = Rng::new(1);
-    let mut buf = vec![0u32; 300];
-    for _ in 0..2000 {
-        let n = rng.below(buf.len()) + 1;
-        let (src, oracle) = if rng.below(2) == 0 {
-            (&train, wt)
-        } else {
-            (&val, wv)
-        };
-        let start = rng.below(src.len() - n + 1);
-        src.read(start, &mut buf[..n]);
-        assert_eq!(&buf[..n], &oracle[start..start + n]);
+    let wide = Encoder {
+        encode: &wide_encode,
+        vocab_size: 70_000,
+        key: b"w",
+    };
+    for (enc, width) in [(narrow, 2u32), (wide, 4)] {
+        let tf = build(
+            &f,
+            &dir.path().join(format!("c{width}")),
+            &enc,
+            &opts(0.1, 4096, 2),
+            &mut no_progress(),
+        )
+        .expect("build");
+        assert_eq!(tf.header().width, width);
+        tf.set_resident_limit(3 * 4096);
+        assert_eq!(tf.resident_limit(), 3 * 4096);
+        let (train, val): (Tokens, Tokens) = (tf.train(), tf.val());
+        let whole = (enc.encode)(text.as_bytes()).expect("tokens");
+        let (wt, wv) = whole.split_at(train.len());
+        assert_eq!(val.len(), wv.len());
+        assert_eq!(tf.window_reads(), WindowReads::Positional, "the default");
+        // Windows up to 2,500 tokens: a positional read takes up to 2 (u16) or 3 (u32)
+        // pieces of 4 KiB, mapped reads pass the resident limit and drop pages.
+        for reads in [WindowReads::Positional, WindowReads::Mapped] {
+            tf.set_window_reads(reads);
+            assert_eq!(tf.window_reads(), reads);
+            let mut rng = Rng::new(1);
+            let mut buf = vec![0u32; 2500];
+            for _ in 0..2000 {
+                let n = rng.below(buf.len()) + 1;
+                let (src, oracle) = if rng.below(2) == 0 {
+                    (&train, wt)
+                } else {
+                    (&val, wv)
+                };
+                let start = rng.below(src.len() - n + 1);
+                src.read(start, &mut buf[..n]);
+                assert_eq!(
+                    &buf[..n],
+                    &oracle[start..start + n],
+                    "{reads:?}, width {width}"
+                );
+            }
+        }
     }
 }
 
@@ -914,6 +939,11 @@ fn bench_windows() {
         load_or_build(&corpus, &dir.join("cache"), &enc, &o, &mut no_progress()).expect("open");
     assert_eq!(status, CacheStatus::Hit);
     tf.set_resident_limit(limit);
+    let reads = match std::env::var("CLLM_CACHE_READS").as_deref() {
+        Ok("mapped") => WindowReads::Mapped,
+        _ => WindowReads::Positional,
+    };
+    tf.set_window_reads(reads);
     let hwm_open = vm_hwm_kib();
     let train = tf.train();
     let mut rng = Rng::new(1);
@@ -926,5 +956,5 @@ fn bench_windows() {
         sum += u64::from(buf[0]);
     }
     let s = t.elapsed().as_secs_f64();
-    println!("100k windows of 1025 tokens over {} tokens (resident limit {limit}): {s:.2} s ({:.1} us/window), VmHWM after open {hwm_open} KiB, after reads {} KiB (checksum {sum})", train.len(), s * 10.0, vm_hwm_kib());
+    println!("100k windows of 1025 tokens over {} tokens ({reads:?} reads, resident limit {limit}): {s:.2} s ({:.1} us/window), VmHWM after open {hwm_open} KiB, after reads {} KiB (checksum {sum})", train.len(), s * 10.0, vm_hwm_kib());
 }

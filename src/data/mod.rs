@@ -44,6 +44,7 @@ mod words;
 
 pub use cache::{
     load_or_build, train_text_chunks, CacheError, CacheOptions, CacheStatus, Encoder, TokenFile,
+    WindowReads,
 };
 pub use markov::{
     default_corpus, entropy, symbol_index, LetterStream, MarkovSource, ALPHABET,

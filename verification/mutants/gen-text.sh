@@ -11,3 +11,6 @@ gen text-checkpoint-vocab-unchecked src/cli/text.rs 's/if tokenizer\.vocab_size\
 gen text-cache-cut-after-space src/data/cache.rs 's/p > 0 && buf\[p\] == b && !whitespace_before\(buf, p\)/p > 0 \&\& buf[p] == b/'
 gen text-words-floor-without-space src/data/words.rs 's/mean_bytes \+= w \* p \* src\.spelled_len\(a, b\) as f64;/mean_bytes += w * p * src.spelled_len(a, b).saturating_sub(1) as f64;/'
 gen text-gpt2-merges-from-all-ranks src/data/tokenizer.rs 's/let parts = bpe_below\(piece, &ranks, rank as u32\);/let parts = bpe_below(piece, \&ranks, n as u32);/'
+# A positional window read advances its file offset by the tokens of a 4 KiB piece, not
+# their bytes: a window longer than one piece reads its later pieces from the wrong place.
+gen text-pread-advance-by-tokens src/data/cache.rs 's/at \+= bytes\.len\(\) as u64;/at += chunk.len() as u64;/'
