@@ -619,6 +619,67 @@ fn ctrl_c_checkpoints_and_resume_continues_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A run on DATA resumed without DATA reads that data again (the checkpoint names it),
+/// not the built-in corpus: it logs the uninterrupted run's losses bit for bit.
+#[test]
+fn a_resume_without_data_reads_the_runs_own_data() {
+    let dir = scratch("resume-data");
+    let letters = dir.join("letters.txt");
+    let l = letters.to_str().unwrap();
+    let out = cllm(&[
+        "corpus", "--kind", "letters", "--bytes", "200000", "--out", l,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let straight = dir.join("straight");
+    let mut args = vec![
+        "train",
+        l,
+        "--steps",
+        "6",
+        "--out",
+        straight.to_str().unwrap(),
+    ];
+    args.extend_from_slice(TINY);
+    let out = cllm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let split = dir.join("split");
+    let s = split.to_str().unwrap();
+    let mut args = vec!["train", l, "--steps", "6", "--out", s, "--stop-at", "3"];
+    args.extend_from_slice(TINY);
+    let out = cllm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cllm(&["train", "--resume", s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let canonical = std::fs::canonicalize(&letters).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "data: {} (the resumed run's)",
+            canonical.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(logged_losses(&split), logged_losses(&straight));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn train_resume_sample_eval_round_trip() {
     let dir = scratch("roundtrip");

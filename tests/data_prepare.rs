@@ -61,13 +61,17 @@ fn bpe_on_disk() -> &'static Prepared {
         std::fs::write(dir.join("words.txt"), &words[..300_000]).unwrap();
         let choice = TokenizerChoice::Bpe { vocab: 300 };
         let o = opts(dir.join("cache"));
-        prepare(
+        let p = prepare(
             Source::Path(&dir.join("words.txt")),
             choice,
             &o,
             &mut |_| {},
         )
-        .unwrap()
+        .unwrap();
+        // The token file stays open (and mapped) for the binary's life: its directory
+        // can go now, so no run of this binary leaves it behind.
+        let _ = std::fs::remove_dir_all(&dir);
+        p
     })
 }
 

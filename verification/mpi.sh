@@ -250,7 +250,8 @@ check "stop at 8 with 2 ranks, resume with 3: same bits as one process" stop_res
 
 # ---- 4. a rank killed mid-run ----------------------------------------------------
 # kill_rank K: 2 ranks checkpointing every 5 steps; once a checkpoint exists, SIGKILL
-# rank K; mpirun must exit non-zero within 30 s, the checkpoint must load.
+# rank K; mpirun must exit non-zero within 30 s naming rank K, the other rank must say
+# which step it was in, the checkpoint must load.
 kill_rank() {
   local k=$1 d="$WORK/kill-$1" i pid p victim="" t0 rc
   timeout -k 5 "$LIMIT" "${MPIRUN[@]}" -np 2 "$CLLM" train "${MODEL[@]}" --steps 1000000 \
@@ -269,11 +270,18 @@ kill_rank() {
   rc=0; wait "$pid" || rc=$?
   echo "info: rank $k (pid $victim) killed; mpirun exited $rc after $(( $(ms) - t0 )) ms; checkpoint $(<"$d/latest")"
   [[ $rc != 0 ]] || { echo "mpirun exited 0 after a rank was killed"; return 1; }
+  # mpirun names the dead rank; the survivor, terminated by the launcher, names the
+  # step it was in.
+  grep -q "process rank $k with PID" "$d.log" \
+    || { tail -n 20 "$d.log"; echo "mpirun did not name the killed rank $k"; return 1; }
+  grep -qE "rank $((1 - k)) of 2: terminated .* during step [0-9]+" "$d.log" \
+    || { tail -n 20 "$d.log"; echo "rank $((1 - k)) did not say which step it was in"; return 1; }
+  echo "info: $(grep -E "rank $((1 - k)) of 2: terminated" "$d.log")"
   "$CLLM" eval --checkpoint "$d" --max-windows 4 >"$d.eval.log" 2>&1 \
     || { cat "$d.eval.log"; echo "the last checkpoint does not load"; return 1; }
 }
-check "kill -9 rank 1 of 2: mpirun ends non-zero <30 s, checkpoint loads" kill_rank 1
-check "kill -9 rank 0 of 2: mpirun ends non-zero <30 s, checkpoint loads" kill_rank 0
+check "kill -9 rank 1 of 2: mpirun ends non-zero <30 s naming it, rank 0 names its step, checkpoint loads" kill_rank 1
+check "kill -9 rank 0 of 2: mpirun ends non-zero <30 s naming it, rank 1 names its step, checkpoint loads" kill_rank 0
 
 # ---- 4b. a rank that fails mid-run on its own ---------------------------------------
 # Rank 0 alone writes files: an output directory on a 200 KiB tmpfs makes its first

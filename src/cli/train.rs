@@ -25,7 +25,7 @@ use cllm::train::schedule::{Schedule, DEFAULT_WARMUP};
 use cllm::train::trainer::{Scheduler, TrainConfig, TrainState, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -41,6 +41,7 @@ pub struct TrainArgs {
     /// disk as it trains, so it may be larger than memory. Without it, cllm trains on
     /// its built-in corpus (a seeded word-level Markov source written as sentences)
     /// and reports the source's entropy rate: the lowest loss any model can reach.
+    /// With --resume and no DATA, the resumed run's own data is read again.
     pub data: Option<PathBuf>,
     /// Tokenizer: `byte` (one token per byte, vocabulary 256), `bpe` (a byte-level BPE
     /// trained on the training text, see --vocab) or `gpt2` (GPT-2's own 50,257
@@ -212,6 +213,25 @@ fn resolve_cadence(args: &TrainArgs, saved: Option<&serde_json::Value>) -> Resul
     })
 }
 
+/// The settings saved with every checkpoint (`run.json`'s `settings`): the cadence,
+/// and the training data's path (`null` for the built-in corpus), which a resume
+/// without DATA reads again.
+fn run_settings(cadence: Cadence, data: Option<&Path>) -> Result<serde_json::Value> {
+    let mut settings = serde_json::to_value(cadence).context("encoding the run settings")?;
+    if let Some(map) = settings.as_object_mut() {
+        let path = data.map(|d| d.to_string_lossy().into_owned());
+        map.insert("data".into(), serde_json::json!(path));
+    }
+    Ok(settings)
+}
+
+/// The training data a checkpoint's saved settings name, if any (checkpoints written
+/// before the data was saved name none: such a resume reads the built-in corpus
+/// unless DATA is given).
+fn saved_data(saved: Option<&serde_json::Value>) -> Option<PathBuf> {
+    saved?.get("data")?.as_str().map(PathBuf::from)
+}
+
 /// Run `cllm train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.threads == 0 {
@@ -240,17 +260,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("cllm-run"));
     // Before the token cache is written into it.
     checkpoint::check_out_dir(&out).with_context(|| format!("--out {}", out.display()))?;
-    let resumed = match &args.resume {
+    let (resumed, saved) = match &args.resume {
         Some(dir) => {
             let context = || format!("loading the checkpoint to resume from {}", dir.display());
-            Some(checkpoint::load(dir).with_context(context)?)
+            let ckpt = checkpoint::load(dir).with_context(context)?;
+            (
+                Some(ckpt),
+                checkpoint::load_settings(dir).with_context(context)?,
+            )
         }
-        None => None,
+        None => (None, None),
+    };
+    // A resumed run reads the data it was trained on unless DATA is given.
+    let data = match (&args.data, saved_data(saved.as_ref())) {
+        (Some(given), _) => Some(given.clone()),
+        (None, Some(path)) => {
+            println!("data: {} (the resumed run's)", path.display());
+            Some(path)
+        }
+        (None, None) => None,
     };
     let choice = match &resumed {
         Some(ckpt) => TokenizerChoice::Given(checkpoint_tokenizer(ckpt)?),
         None => {
-            let default_vocab = match args.data {
+            let default_vocab = match data {
                 Some(_) => DEFAULT_BPE_VOCAB,
                 None => BUILT_IN_BPE_VOCAB,
             };
@@ -265,12 +298,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Bad input found from here until training starts leaves nothing behind: the
     // directories this run would create (the token cache among them) go again.
     let mut created = Created::new(&[&out, &cache_dir]);
-    let text = prepare_text(args.data.as_deref(), choice, &cache_dir, args.threads, true)?;
+    let text = prepare_text(data.as_deref(), choice, &cache_dir, args.threads, true)?;
     let entropy = text.floor;
 
     let (cfg, state, cadence) = match &args.resume {
-        Some(dir) => {
-            let context = || format!("loading the checkpoint to resume from {}", dir.display());
+        Some(_) => {
             let Some(ckpt) = resumed else {
                 bail!("the checkpoint to resume from was not loaded");
             };
@@ -280,7 +312,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     ckpt.dir.display()
                 );
             };
-            let saved = checkpoint::load_settings(dir).with_context(context)?;
             (cfg, state, resolve_cadence(&args, saved.as_ref())?)
         }
         None => {
@@ -310,6 +341,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args: &args,
         cfg,
         cadence,
+        // Absolute, so that a resume from another directory finds it.
+        data: data.map(|d| std::fs::canonicalize(&d).unwrap_or(d)),
         stop,
         out,
         text,
@@ -331,6 +364,8 @@ struct Run<'a> {
     args: &'a TrainArgs,
     cfg: TrainConfig,
     cadence: Cadence,
+    /// The training data given (or the resumed run's), `None` for the built-in corpus.
+    data: Option<PathBuf>,
     stop: u64,
     out: PathBuf,
     text: Prepared,
@@ -524,6 +559,7 @@ impl Run<'_> {
                 self.cadence.eval_windows,
             ),
             loss_unit: if byte { "nats/byte" } else { "nats/token" },
+            settings: Some(run_settings(self.cadence, self.data.as_deref())?),
             ..RunPlan::new(self.text.train.clone(), self.stop)
         };
         let bar = match show {

@@ -13,7 +13,11 @@
 //! `Send`).
 //!
 //! Failure: a panic on a rank aborts its process (see `abort_on_panic`, installed by
-//! [`MpiTransport::init`]). MPI's default error handler on the world communicator is
+//! [`MpiTransport::init`]), after printing `rank R of N: panicked during step S`. When
+//! a rank dies (killed, aborted), the launcher ends the others with `SIGTERM`; each
+//! prints `rank R of N: terminated ... during step S` first (see `report_termination`)
+//! and then ends as `SIGTERM`'s default would. The step is the one [`Transport::begin_step`]
+//! last announced. MPI's default error handler on the world communicator is
 //! `MPI_ERRORS_ARE_FATAL`, so a collective whose peer died ends the job rather than
 //! returning; the launcher (`mpirun`) also ends every rank when one exits abnormally.
 //! Either way no rank waits forever. A message count or total over `i32::MAX` bytes
@@ -25,6 +29,7 @@ use mpi::environment::Universe;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 use mpi::{Count, Threading};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One rank's end of the MPI world (see the module doc).
 pub struct MpiTransport {
@@ -57,6 +62,7 @@ impl MpiTransport {
         let size = usize::try_from(world.size())
             .map_err(|_| CommError::Transport(format!("world size {}", world.size())))?;
         abort_on_panic(rank, size);
+        report_termination(rank, size);
         Ok(MpiTransport {
             world,
             rank,
@@ -104,8 +110,48 @@ impl MpiTransport {
     }
 }
 
+/// The training step this process's rank last began ([`Transport::begin_step`]);
+/// `u64::MAX` before the first. Read only for failure reports.
+static STEP: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// `during step S`, or `before its first step`.
+fn during_step() -> String {
+    // Relaxed: a value for a report; nothing is published with it.
+    match STEP.load(Ordering::Relaxed) {
+        u64::MAX => "before its first step".to_string(),
+        s => format!("during step {s}"),
+    }
+}
+
+/// From now on a `SIGTERM` (what `mpirun` sends every other rank when one dies, and
+/// what it forwards when it is itself terminated) prints `rank R of N: terminated ...
+/// during step S` and then ends the process as `SIGTERM`'s default action would. If the
+/// handler cannot be installed, `SIGTERM` keeps its default (silent) action.
+fn report_termination(rank: usize, size: usize) {
+    use signal_hook::consts::SIGTERM;
+    // The handler is installed on the watcher thread itself: if that thread cannot
+    // start, nothing is installed and SIGTERM keeps its default action.
+    let _ = std::thread::Builder::new()
+        .name("cllm-sigterm".into())
+        .spawn(move || {
+            let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM]) else {
+                return;
+            };
+            if let Some(signal) = signals.forever().next() {
+                eprintln!(
+                    "rank {rank} of {size}: terminated (SIGTERM: the launcher ends every \
+                     rank once one has died, or was itself stopped) {}",
+                    during_step()
+                );
+                // Ends the process with the signal's default action (or abort).
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + SIGTERM);
+            }
+        });
+}
+
 /// From now on a panic anywhere in this process (any thread) prints its message and
-/// `rank R of N: panicked`, then aborts the process. It must not unwind: unwinding
+/// `rank R of N: panicked during step S`, then aborts the process. It must not unwind: unwinding
 /// drops the universe, and `MPI_Finalize` waits for the other ranks while they wait in
 /// a collective for this one (a hang). Once the process is gone, the launcher ends
 /// every other rank.
@@ -114,7 +160,8 @@ fn abort_on_panic(rank: usize, size: usize) {
     std::panic::set_hook(Box::new(move |info| {
         report(info);
         eprintln!(
-            "rank {rank} of {size}: panicked; ending this process (the launcher ends the others)"
+            "rank {rank} of {size}: panicked {}; ending this process (the launcher ends the others)",
+            during_step()
         );
         std::process::abort();
     }));
@@ -244,6 +291,11 @@ impl Transport for MpiTransport {
         }
         set_offsets(recv, &displs, total);
         Ok(())
+    }
+
+    fn begin_step(&mut self, step: u64) {
+        // Relaxed: a value for a report; nothing is published with it.
+        STEP.store(step, Ordering::Relaxed);
     }
 
     fn fail(&mut self, why: &str) {

@@ -223,6 +223,7 @@ impl<T: Transport> RankTrainer<T> {
         }
         self.poisoned = true;
         let step = self.step;
+        self.transport.begin_step(step);
         let stats = match self.step_inner(train) {
             Ok(stats) => stats,
             Err(Failure::Shared(e)) => return Err(e),

@@ -191,4 +191,9 @@ pub trait Transport {
     /// collectives then fail with [`CommError::PeerFailed`]. The MPI implementation
     /// prints `rank R of N: why` and ends the job (`MPI_Abort`).
     fn fail(&mut self, why: &str);
+    /// This rank is about to run training step `step` (called by the rank step before
+    /// its first collective of that step). For reports of failures that arrive outside
+    /// the step's own code (a panic, the launcher ending the process); moves nothing.
+    /// The MPI implementation names the step in those reports; by default it is ignored.
+    fn begin_step(&mut self, _step: u64) {}
 }
