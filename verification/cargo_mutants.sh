@@ -33,7 +33,7 @@ FILES=(--file 'src/sync/*.rs' --file 'src/queue/*.rs' --file 'src/segments/*.rs'
 TESTS=(--lib)
 for t in "$ROOT"/tests/*.rs; do
   case $(basename "$t" .rs) in
-    loom_*|shuttle_*|prop_core|prop_segments|prop_threaded|prop_api_mix|train_optim|train_threaded|train_faults|train_errors*|std_wait|tsan_stress)
+    loom_*|shuttle_*|prop_core|prop_segments|prop_threaded|prop_api_mix|train_optim|train_threaded|train_faults|train_errors*|std_wait|std_parks|tsan_stress)
       TESTS+=(--test "$(basename "$t" .rs)") ;;
   esac
 done

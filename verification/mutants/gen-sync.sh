@@ -11,3 +11,8 @@ gen step-abort-no-updated-notify src/step/mod.rs 's/(self\.summarized_event\.not
 gen step-abort-no-summarized-notify src/step/mod.rs 's/(self\.fed_event\.notify\(\);\n)\s*self\.summarized_event\.notify\(\);\n(\s*self\.updated_event\.notify\(\);\n\s*\}\n\n\s*\/\/\/ Whether the run was aborted)/$1$2/'
 gen step-abort-no-fed-notify src/step/mod.rs 's/(self\.segments\.abort\(\);\n\s*self\.jobs\.close\(\);\n)\s*self\.fed_event\.notify\(\);\n/$1/'
 gen step-decide-error-not-aborting src/step/mod.rs 's/let decision = self\.decide\(step, hooks\)\.inspect_err\(\|_\| self\.abort\(\)\)\?;/let decision = self.decide(step, hooks)?;/'
+# WorkQueue::pop / push never count their spins (cargo-mutants' `spins += 1` ->
+# `spins *= 1`): a waiter spins forever instead of parking after SPIN_LIMIT spins. Same
+# results, a burnt core; only a test that watches the wait cell sees it.
+gen wq-pop-never-parks src/queue/work.rs 's/(pub fn pop\(&self\) -> Option<T> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
+gen wq-push-never-parks src/queue/work.rs 's/(pub fn push\(&self, mut value: T\) -> Result<\(\), Closed<T>> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'

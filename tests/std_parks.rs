@@ -1,0 +1,121 @@
+//! Proves that the queues' waiting operations stop spinning: a `WorkQueue::pop` on an
+//! empty queue and a `WorkQueue::push` on a full one spin at most their platform's
+//! `SPIN_LIMIT` times and then park (enter the wait cell), so a waiting thread gives
+//! its core back to the workers. The model checkers cannot see this (a popper that
+//! spins forever returns the same values), and neither can a test of results.
+//!
+//! The platform is production's `Std` with a wait cell that counts how often a thread
+//! enters it. Each check starts the waiter, waits (bounded: 30 s, then it fails) until
+//! the count shows the waiter parked, and only then lets it finish; a waiter that never
+//! parks is released by closing the queue, and the check fails.
+//! Must never touch: the queues' internals (public API only).
+
+use cllm::queue::WorkQueue;
+use cllm::sync::{Ordering, Platform, Std, WaitCell};
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+/// Threads that have entered a [`CountingCell`] (every check in this binary runs in
+/// the one test below, so the count is not shared with another test).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// `Std`'s wait cell, counting entries.
+struct CountingCell(<Std as Platform>::WaitCell);
+
+impl WaitCell for CountingCell {
+    fn new() -> Self {
+        CountingCell(<<Std as Platform>::WaitCell as WaitCell>::new())
+    }
+    fn wait_until(&self, ready: &mut dyn FnMut() -> bool) {
+        PARKED.fetch_add(1, Ordering::SeqCst);
+        self.0.wait_until(ready)
+    }
+    fn notify_all(&self) {
+        self.0.notify_all()
+    }
+}
+
+/// `Std` with [`CountingCell`] and a small spin bound.
+struct Counting;
+
+impl Platform for Counting {
+    type AtomicUsize = <Std as Platform>::AtomicUsize;
+    type AtomicBool = <Std as Platform>::AtomicBool;
+    type Cell<T> = <Std as Platform>::Cell<T>;
+    type WaitCell = CountingCell;
+    type JoinHandle<T: Send + 'static> = <Std as Platform>::JoinHandle<T>;
+    const SPIN_LIMIT: u32 = 16;
+    fn fence(order: Ordering) {
+        <Std as Platform>::fence(order)
+    }
+    fn spin_loop() {
+        <Std as Platform>::spin_loop()
+    }
+    fn yield_now() {
+        <Std as Platform>::yield_now()
+    }
+    fn spawn<F, T>(name: &str, f: F) -> std::io::Result<Self::JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        <Std as Platform>::spawn(name, f)
+    }
+}
+
+/// Waits until some thread has parked since `before` entries: false after 30 s.
+fn parked_since(before: usize) -> bool {
+    let start = Instant::now();
+    while PARKED.load(Ordering::SeqCst) == before {
+        if start.elapsed() > Duration::from_secs(30) {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+#[test]
+fn a_waiting_pop_or_push_parks_after_its_spin_bound() {
+    // pop on an empty queue.
+    let q = WorkQueue::<u32, Counting>::with_capacity(2);
+    let before = PARKED.load(Ordering::SeqCst);
+    let parked = std::thread::scope(|s| {
+        let popper = s.spawn(|| q.pop());
+        let parked = parked_since(before);
+        if parked {
+            q.push(7).expect("open");
+            assert_eq!(popper.join().expect("popper"), Some(7));
+        } else {
+            // Release the spinning popper (end of stream) so the scope can end.
+            q.close();
+        }
+        parked
+    });
+    assert!(
+        parked,
+        "a popper on an empty queue never parked in 30 s: it spins"
+    );
+
+    // push on a full queue.
+    let q = WorkQueue::<u32, Counting>::with_capacity(1);
+    q.push(1).expect("open");
+    let before = PARKED.load(Ordering::SeqCst);
+    let parked = std::thread::scope(|s| {
+        let pusher = s.spawn(|| q.push(2));
+        let parked = parked_since(before);
+        if parked {
+            assert_eq!(q.pop(), Some(1));
+            assert!(pusher.join().expect("pusher").is_ok());
+            assert_eq!(q.pop(), Some(2));
+        } else {
+            // Release the spinning pusher (its push fails on a closed queue).
+            q.close();
+        }
+        parked
+    });
+    assert!(
+        parked,
+        "a pusher on a full queue never parked in 30 s: it spins"
+    );
+}
