@@ -837,8 +837,10 @@ fn resume_keeps_the_runs_cadence_unless_overridden() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    // `data` is null: the run read the built-in corpus (a resume reads it again).
     let original = serde_json::json!({
-        "checkpoint_every": 2, "eval_every": 1, "eval_windows": 3, "sample_tokens": 0
+        "checkpoint_every": 2, "eval_every": 1, "eval_windows": 3, "sample_tokens": 0,
+        "data": null
     });
     assert_eq!(saved_settings(&run), original);
 
