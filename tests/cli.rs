@@ -25,6 +25,18 @@ fn cllm(args: &[&str]) -> std::process::Output {
 }
 
 /// As [`cllm`], with `CLLM_ISA` removed from the inherited environment and `env` set.
+/// Runs `cllm args`, failing the test (with its stderr) unless it exits 0.
+fn cllm_ok(args: &[&str]) -> std::process::Output {
+    let out = cllm(args);
+    assert!(
+        out.status.success(),
+        "cllm {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn cllm_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let _w = watchdog::Watchdog::arm(format!("cllm {}", args.join(" ")), RUN_LIMIT);
     Command::new(env!("CARGO_BIN_EXE_cllm"))
@@ -626,14 +638,9 @@ fn a_resume_without_data_reads_the_runs_own_data() {
     let dir = scratch("resume-data");
     let letters = dir.join("letters.txt");
     let l = letters.to_str().unwrap();
-    let out = cllm(&[
+    cllm_ok(&[
         "corpus", "--kind", "letters", "--bytes", "200000", "--out", l,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let straight = dir.join("straight");
     let mut args = vec![
         "train",
@@ -644,29 +651,14 @@ fn a_resume_without_data_reads_the_runs_own_data() {
         straight.to_str().unwrap(),
     ];
     args.extend_from_slice(TINY);
-    let out = cllm(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cllm_ok(&args);
 
     let split = dir.join("split");
     let s = split.to_str().unwrap();
     let mut args = vec!["train", l, "--steps", "6", "--out", s, "--stop-at", "3"];
     args.extend_from_slice(TINY);
-    let out = cllm(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cllm(&["train", "--resume", s]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cllm_ok(&args);
+    let out = cllm_ok(&["train", "--resume", s]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let canonical = std::fs::canonicalize(&letters).unwrap();
     assert!(

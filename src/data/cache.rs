@@ -107,9 +107,10 @@
 //! Positional reads are the default because they are the cheaper of the two for the
 //! trainers' random windows, on the thread that draws them (the pre-fetch producer,
 //! which shares the cores with the workers): measured on a 2 GB token file (1 GB of
-//! text, byte tokens), random 64-token windows cost 1.4 to 1.7 us of CPU each read
-//! positionally and 6.4 to 6.6 us through the mapping (faults, folio mapping and the
-//! periodic drops), with a peak resident set of 7 MB against 20 MB.
+//! text, byte tokens) with the ignored `bench_windows` test of `tests/data_cache.rs`,
+//! random 1,025-token windows take 2.4 us each read positionally and 12.6 to 13.4 us
+//! through the mapping (faults, folio mapping and the periodic drops), with a peak
+//! resident set of 5.7 MB against 32 MB.
 //!
 //! The mapped file must not be changed in place while mapped: the cache only ever
 //! replaces it by rename. A third party truncating it would fault the reader (SIGBUS).
