@@ -26,18 +26,31 @@
 #    exit: every rank prints the message and exits non-zero by itself. (The build
 #    without the feature under `mpirun -np 1` still trains, with the single-process
 #    bits.)
-# Installs OpenMPI, libclang and jq with apt-get if missing; builds target/release/cllm
-# without and then with `--features mpi` (copies of both, and of the example, run from
-# a scratch directory, so a concurrent rebuild cannot swap a binary mid-check).
+# Installs OpenMPI, libclang and jq with apt-get if missing; builds cllm without and
+# then with `--features mpi` (copies of both, and of the example, run from a scratch
+# directory, so a concurrent rebuild cannot swap a binary mid-check). The builds use the
+# release profile, or with CLLM_MPI_PROFILE=test the test profile that `cargo test`
+# has already built every dependency in (CI's choice: it saves two full dependency
+# builds; the checks compare bits, which do not depend on the optimisation level).
 # Lints the MPI code (`cargo clippy --features mpi`; CI's clippy builds without it).
 # Every mpirun is bounded by `timeout`. Prints PASS/FAIL per check and a summary;
 # exits non-zero on any failure. Owns only its scratch directory and the processes it
 # starts.
-# usage: verification/mpi.sh            env: CLLM_MPI_TRANSPORT_ONLY=1 runs part 1 only
+# usage: verification/mpi.sh            env: CLLM_MPI_TRANSPORT_ONLY=1 runs part 1 only,
+#                                            CLLM_MPI_PROFILE=release|test (default release)
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+PROFILE=${CLLM_MPI_PROFILE:-release}
+case $PROFILE in
+  # Without the feature, the test profile's binary is the one `cargo test` builds (a
+  # plain `cargo build --profile test` would resolve features without the
+  # dev-dependencies and rebuild the crate).
+  release) OUT=$TARGET/release; NOMPI_BUILD=(cargo build --release --quiet --bin cllm) ;;
+  test) OUT=$TARGET/debug; NOMPI_BUILD=(cargo test --no-run --quiet) ;;
+  *) echo "mpi.sh: CLLM_MPI_PROFILE must be release or test, not '$PROFILE'" >&2; exit 2 ;;
+esac
 T0=$(date +%s%N)
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cllm-mpi.XXXXXX")
@@ -92,16 +105,16 @@ LIMIT=90   # seconds for any one mpirun
 
 # ---- builds ----------------------------------------------------------------------
 t0=$(ms)
-if ! cargo build --release --quiet --bin cllm >"$WORK/build.log" 2>&1; then
+if ! "${NOMPI_BUILD[@]}" >"$WORK/build.log" 2>&1; then
   cat "$WORK/build.log"; failc "build without the mpi feature" $(( $(ms) - t0 )); summary; exit 1
 fi
-cp "$TARGET/release/cllm" "$WORK/cllm-nompi"
+cp "$OUT/cllm" "$WORK/cllm-nompi"
 if cargo tree -e normal --prefix none | grep -qE '^mpi(-sys)? '; then
   failc "default build has no mpi dependency" 0 "$(cargo tree -e normal --prefix none | grep -E '^mpi')"
 else
   pass "default build has no mpi dependency (cargo tree -e normal)" 0
 fi
-if ! cargo build --release --quiet --features mpi --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
+if ! cargo build --profile "$PROFILE" --quiet --features mpi --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
   cat "$WORK/build.log"; failc "build with --features mpi" $(( $(ms) - t0 )); summary; exit 1
 fi
 # CI's own clippy section builds without the feature: lint the MPI code here.
@@ -111,9 +124,9 @@ if cargo clippy --quiet --features mpi --lib --bins --examples -- -D warnings >"
 else
   failc "cargo clippy --features mpi (lib, bins, examples)" $(( $(ms) - t1 )) "$(tail -n 30 "$WORK/clippy.log")"
 fi
-cp "$TARGET/release/cllm" "$WORK/cllm"
-cp "$TARGET/release/examples/mpi_collectives" "$WORK/mpi_collectives"
-echo "mpi.sh: builds done in $(( $(ms) - t0 )) ms"
+cp "$OUT/cllm" "$WORK/cllm"
+cp "$OUT/examples/mpi_collectives" "$WORK/mpi_collectives"
+echo "mpi.sh: builds ($PROFILE profile) done in $(( $(ms) - t0 )) ms"
 CLLM="$WORK/cllm"
 EX="$WORK/mpi_collectives"
 

@@ -14,7 +14,8 @@
 # Needs root (ip netns) and a build with `--features mpi`; builds it if absent.
 # Owns only its scratch directory and the two namespaces it creates (deleted on exit,
 # with any process still running in them); every step is bounded with timeout.
-# usage: verification/mpi_netns.sh      env: CLLM_BIN, CLLM_MPI_EXAMPLE (prebuilt binaries)
+# usage: verification/mpi_netns.sh      env: CLLM_BIN, CLLM_MPI_EXAMPLE (prebuilt binaries),
+#                                            CLLM_MPI_PROFILE=release|test (as mpi.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -38,9 +39,12 @@ ms() { echo $(( $(date +%s%N) / 1000000 )); }
 T0=$(ms)
 
 if [[ -z "${CLLM_BIN:-}" || -z "${CLLM_MPI_EXAMPLE:-}" ]]; then
-  timeout 900 cargo build --release --quiet --features mpi --bin cllm --example mpi_collectives \
-    || fail "cargo build --release --features mpi"
-  CLLM_BIN=$TARGET/release/cllm CLLM_MPI_EXAMPLE=$TARGET/release/examples/mpi_collectives
+  PROFILE=${CLLM_MPI_PROFILE:-release}
+  case $PROFILE in release) OUT=$TARGET/release ;; test) OUT=$TARGET/debug ;;
+    *) fail "CLLM_MPI_PROFILE must be release or test, not '$PROFILE'" ;; esac
+  timeout 900 cargo build --profile "$PROFILE" --quiet --features mpi --bin cllm --example mpi_collectives \
+    || fail "cargo build --profile $PROFILE --features mpi"
+  CLLM_BIN=$OUT/cllm CLLM_MPI_EXAMPLE=$OUT/examples/mpi_collectives
 fi
 cp "$CLLM_BIN" "$WORK/cllm"
 cp "$CLLM_MPI_EXAMPLE" "$WORK/mpi_collectives"
