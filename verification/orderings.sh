@@ -3,16 +3,20 @@
 # that weakens it (verification/orderings.md has the table and the reasoning). This
 # script applies each bug to a scratch copy of HEAD and runs its killer:
 #   * loom-killed bugs (verification/mutants/catalogue-orderings.tsv, plus the older
-#     ordering bugs of catalogue.tsv listed in REUSED below): through
+#     ordering bugs of catalogue.tsv and catalogue-dist.tsv listed in REUSED below): through
 #     verification/mutants.sh, which also runs them in the CI campaign;
 #   * TSan-killed bugs (verification/orderings-tsan.tsv, read only here): one TSan build
 #     of tests/tsan_stress.rs per bug, then the binary run CLLM_TSAN_RUNS times (default
 #     5); a bug counts as killed only if every run reports (k/5 printed);
 #   * bugs judged not to be bugs (verification/orderings-judged.tsv: the ordering is
-#     stronger than the protocol needs): with --judged, their listed checks are run and
-#     the bug is expected to survive them (a kill means the judgement is wrong).
-# usage: verification/orderings.sh [--loom] [--tsan] [--judged] [ID ...]
-#   no section flag = --loom --tsan; IDs restrict every section to those bugs.
+#     stronger than the protocol needs; one is left): with --judged, their listed checks
+#     are run and the bug is expected to survive them (a kill means the judgement is
+#     wrong);
+#   * --sites (no build, a second): every non-Relaxed ordering in src/ (the grep in
+#     verification/orderings.md) is a line that one of those bugs' patches changes;
+#     a new ordering without a seeded bug fails it, naming file:line.
+# usage: verification/orderings.sh [--sites] [--loom] [--tsan] [--judged] [ID ...]
+#   no section flag = --sites --loom --tsan; IDs restrict the other sections to those bugs.
 # env: CLLM_ORDERINGS_DIR scratch dir (default target/orderings), CLLM_TSAN_RUNS (5),
 #      CLLM_TSAN_TARGET cargo target dir of the TSan builds (default CLLM_ORDERINGS_DIR/tsan-target;
 #      pointing it at target/tsan reuses verification/tsan.sh's instrumented dependencies).
@@ -21,15 +25,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=${CLLM_ORDERINGS_DIR:-$ROOT/target/orderings}
 RUNS=${CLLM_TSAN_RUNS:-5}
 TSAN_TARGET=${CLLM_TSAN_TARGET:-$SCRATCH/tsan-target}
-REUSED=(wq-publish-relaxed wq-consume-relaxed event-no-fence pf-publish-relaxed seg-publish-relaxed)
-DO_LOOM=0; DO_TSAN=0; DO_JUDGED=0; ONLY=()
+REUSED=(wq-publish-relaxed wq-consume-relaxed event-no-fence pf-publish-relaxed seg-publish-relaxed dist-arrived-relaxed)
+DO_LOOM=0; DO_TSAN=0; DO_SITES=0; DO_JUDGED=0; ONLY=()
 for a in "$@"; do
   case $a in
-    --loom) DO_LOOM=1 ;; --tsan) DO_TSAN=1 ;; --judged) DO_JUDGED=1 ;;
+    --loom) DO_LOOM=1 ;; --tsan) DO_TSAN=1 ;; --sites) DO_SITES=1 ;; --judged) DO_JUDGED=1 ;;
     *) ONLY+=("$a") ;;
   esac
 done
-[ $DO_LOOM$DO_TSAN$DO_JUDGED = 000 ] && { DO_LOOM=1; DO_TSAN=1; }
+[ $DO_LOOM$DO_TSAN$DO_SITES$DO_JUDGED = 0000 ] && { DO_LOOM=1; DO_TSAN=1; DO_SITES=1; }
 mkdir -p "$SCRATCH/logs"
 selected() { [ ${#ONLY[@]} -eq 0 ] || printf '%s\n' "${ONLY[@]}" | grep -qx "$1"; }
 ids_of() { grep -v -E '^(#|$)' "$1" | cut -f1; }
@@ -42,6 +46,21 @@ copy_patched() {
   find "$SCRATCH/work" -type f -exec touch {} +
   (cd "$SCRATCH/work" && patch -p1 -s <"$ROOT/verification/mutants/$1.patch")
 }
+
+if [ $DO_SITES = 1 ]; then
+  echo "== every non-Relaxed ordering in src/ has a seeded bug"
+  # The old-file line numbers each ordering patch removes or changes, as FILE:LINE.
+  covered=$(for id in "${REUSED[@]}" $(ids_of "$ROOT/verification/mutants/catalogue-orderings.tsv") \
+      $(ids_of "$ROOT/verification/orderings-tsan.tsv") $(ids_of "$ROOT/verification/orderings-judged.tsv"); do
+    awk '/^--- a\// { f = substr($2, 3) } /^@@/ { split($2, a, ","); n = -a[1] - 1; next }
+         /^-/ && !/^---/ { n++; print f ":" n; next } /^ / { n++ }' "$ROOT/verification/mutants/$id.patch"
+  done | sort -u)
+  sites=$(cd "$ROOT" && grep -rn -E '\b(Acquire|Release|AcqRel|SeqCst)\b' src \
+    | grep -v -E '^\S+:\s*(//|///|//!)' | cut -d: -f1,2)
+  missing=$(comm -23 <(printf '%s\n' "$sites" | sort -u) <(printf '%s\n' "$covered"))
+  echo "$(printf '%s\n' "$sites" | grep -c .) sites; $(printf '%s\n' "$missing" | grep -c .) without a seeded bug"
+  if [ -n "$missing" ]; then printf 'no seeded bug weakens %s\n' $missing; status=1; fi
+fi
 
 if [ $DO_LOOM = 1 ]; then
   ids=()

@@ -20,6 +20,17 @@
 //!   Acquire, re-checks `tail`, and only then reports end of stream or the error.
 //! * stop: dropping the consumer sets `stop`, wakes the producer, joins it, and the
 //!   shared state's destructor drops any items still in the ring.
+//!
+//! # Orderings
+//! Three Release/Acquire pairs carry everything: `tail` (a slot is written), `head` (a
+//! slot is read) and `done` (the last `tail` and `outcome` are written). Everything else
+//! is `Relaxed`: `stop` is a flag with no data behind it (what the producer does after
+//! seeing it is ordered by the join in `Drop`); the parking conditions are read after
+//! the waiter's SeqCst fence in [`Event`], so the fence-fence rule makes them see the
+//! notifier's change whatever their ordering, and the loop re-reads with Acquire before
+//! touching a slot or the outcome; the re-read of `tail` after `done` is ordered by
+//! `done`'s Acquire. `verification/orderings.md` gives each argument, and each
+//! ordering that remains has a seeded bug that weakens it and dies.
 
 use crate::sync::{
     AtomicFlag, AtomicWord, CachePadded, Event, Join, Ordering, Platform, Std, SyncCell,
@@ -169,7 +180,9 @@ impl<T, E, P: Platform> PrefetchQueue<T, E, P> {
             // Acquire: pairs with the producer's Release `done` store, which follows
             // its last tail store and its write of `outcome`.
             if shared.done.load(Ordering::Acquire) {
-                self.cached_tail = shared.tail.load(Ordering::Acquire);
+                // Relaxed: `done`'s Acquire above already orders every slot write
+                // before the final tail, and coherence makes this read see that tail.
+                self.cached_tail = shared.tail.load(Ordering::Relaxed);
                 if self.head != self.cached_tail {
                     continue;
                 }
@@ -180,9 +193,11 @@ impl<T, E, P: Platform> PrefetchQueue<T, E, P> {
                 P::spin_loop();
             } else {
                 let head = self.head;
+                // Relaxed: a wait condition, read after `Event`'s fence; the loop
+                // re-reads `tail` and `done` with Acquire before using them.
                 shared.not_empty.wait_until(|| {
-                    shared.tail.load(Ordering::Acquire) != head
-                        || shared.done.load(Ordering::Acquire)
+                    shared.tail.load(Ordering::Relaxed) != head
+                        || shared.done.load(Ordering::Relaxed)
                 });
             }
         }
@@ -202,8 +217,9 @@ impl<T, E, P: Platform> PrefetchQueue<T, E, P> {
     fn take_one(&mut self) -> T {
         let shared = &*self.shared;
         let slot = &shared.slots[self.head % shared.slots.len()];
-        // SAFETY: head < tail, observed with Acquire, so the producer has written this
-        // slot and will not touch it again until we advance `head`.
+        // SAFETY: head < tail, observed with Acquire (on `tail`, or on `done` before a
+        // Relaxed re-read of the final tail), so the producer has written this slot and
+        // will not touch it again until we advance `head`.
         let value = slot.with(|cell| unsafe { (*cell).assume_init_read() });
         self.head += 1;
         // Release: the producer's Acquire head load sees our read as finished.
@@ -235,8 +251,9 @@ impl<T, E, P: Platform> Iterator for PrefetchQueue<T, E, P> {
 
 impl<T, E, P: Platform> Drop for PrefetchQueue<T, E, P> {
     fn drop(&mut self) {
-        // Release: pairs with the producer's Acquire `stop` load in `send`.
-        self.shared.stop.store(true, Ordering::Release);
+        // Relaxed: a flag with no data behind it; the join below orders what the
+        // producer does after seeing it.
+        self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.not_full.notify();
         if let Some(thread) = self.thread.take() {
             // The producer catches its own panics, so join only fails if `finish`
@@ -255,8 +272,8 @@ impl<T, E, P: Platform> Producer<T, E, P> {
         let capacity = shared.slots.len();
         let mut spins = 0;
         loop {
-            // Acquire: pairs with the consumer's Release `stop` store.
-            if shared.stop.load(Ordering::Acquire) {
+            // Relaxed: `stop` is a flag (see `Drop for PrefetchQueue`).
+            if shared.stop.load(Ordering::Relaxed) {
                 return Err(Stopped(value));
             }
             if self.tail - self.cached_head == capacity {
@@ -279,9 +296,11 @@ impl<T, E, P: Platform> Producer<T, E, P> {
                 P::spin_loop();
             } else {
                 let tail = self.tail;
+                // Relaxed: a wait condition, read after `Event`'s fence; the loop
+                // re-reads `head` with Acquire before writing a slot.
                 shared.not_full.wait_until(|| {
-                    tail - shared.head.load(Ordering::Acquire) < capacity
-                        || shared.stop.load(Ordering::Acquire)
+                    tail - shared.head.load(Ordering::Relaxed) < capacity
+                        || shared.stop.load(Ordering::Relaxed)
                 });
             }
         }
@@ -289,7 +308,8 @@ impl<T, E, P: Platform> Producer<T, E, P> {
 
     /// Whether the consumer has gone away.
     pub fn is_stopped(&self) -> bool {
-        self.shared.stop.load(Ordering::Acquire)
+        // Relaxed: a flag (see `Drop for PrefetchQueue`).
+        self.shared.stop.load(Ordering::Relaxed)
     }
 
     /// Items sent so far.

@@ -27,6 +27,24 @@
 //!   the thread already saw; without it the retry loop is an unbounded spin there.
 //! * Totals: `tail` and `head` count positions, so pushed/popped totals are decoded
 //!   from them; no extra shared counter sits on the hot path.
+//!
+//! # Orderings
+//! Only the stamps carry data: each push's Release stamp store pairs with the popper's
+//! Acquire stamp load (the value is written), each pop's Release stamp store with the
+//! next lap's pusher's Acquire stamp load (the old value has been read). Everything on
+//! `head` and `tail` is `Relaxed`: the claiming CASes and `close`'s `fetch_or` are
+//! read-modify-writes on one word each, so coherence alone makes a claim unique and
+//! orders every claim on `tail` with the close mark (a push claims before the mark and
+//! is delivered, or fails); a marked `tail` equal to `head` means no push ever claimed
+//! `head` and none can, whatever else the thread has seen, so `Closed` is never
+//! premature (the one fence left, before that check, is stronger than needed; its
+//! comment says why it stays); the parking conditions are read after the waiter's
+//! `SeqCst` fence in
+//! [`Event`], and each state change they wait for precedes the notifier's fence, so
+//! by the fence-fence rule they see it whatever their own ordering (and after waking,
+//! `try_*` re-reads the stamp with Acquire); the totals and `len` are snapshots that
+//! read no data. `verification/orderings.md` gives each argument; every other
+//! ordering that remains has a seeded bug that weakens it and dies.
 
 use crate::sync::{AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};
 use core::mem::MaybeUninit;
@@ -159,12 +177,12 @@ impl<T, P: Platform> WorkQueue<T, P> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == tail {
                 let next = self.next_position(tail);
-                // SeqCst: orders the claim with `close`'s fetch_or on the same word and
-                // with the SeqCst fences of `Event`; uniqueness comes from the CAS itself.
+                // Relaxed: the CAS's uniqueness and its order against `close` (same
+                // word) are coherence's; the value travels on the stamps.
                 match self.tail.compare_exchange_weak(
                     tail,
                     next,
-                    Ordering::SeqCst,
+                    Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -203,12 +221,11 @@ impl<T, P: Platform> WorkQueue<T, P> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == head + 1 {
                 let next = self.next_position(head);
-                // SeqCst: keeps the empty/closed check below consistent with pushes and
-                // with `Event`'s fences; uniqueness comes from the CAS itself.
+                // Relaxed: uniqueness is the CAS's; the value travels on the stamps.
                 match self.head.compare_exchange_weak(
                     head,
                     next,
-                    Ordering::SeqCst,
+                    Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
@@ -228,10 +245,15 @@ impl<T, P: Platform> WorkQueue<T, P> {
                 }
             } else if stamp == head {
                 // Not yet written at this lap: empty, closed, or a push in flight.
-                // SeqCst: read `tail` after the stamp in the single order of SeqCst
-                // operations, so a closed-and-drained verdict is never premature.
+                // Relaxed load: a marked `tail` is the final one (no claim succeeds
+                // after the mark), so if it equals `head` nothing was or will be pushed
+                // there; any older value only makes this `Empty`, which is always
+                // allowed. SeqCst fence: not needed for that, but it makes the load
+                // see every tail a SeqCst-fenced notifier published, so a waiter's
+                // spin sees a fresh `tail`; without it loom explores every stale tail
+                // on every spin (the spinning step model: 10 s, and over 300 s).
                 P::fence(Ordering::SeqCst);
-                let tail = self.tail.load(Ordering::SeqCst);
+                let tail = self.tail.load(Ordering::Relaxed);
                 if tail & !self.mark_bit == head && tail & self.mark_bit != 0 {
                     return Err(PopError::Closed);
                 }
@@ -286,34 +308,36 @@ impl<T, P: Platform> WorkQueue<T, P> {
     /// Close the queue (the seed's `epoch_done`): later pushes fail and return their
     /// item; poppers drain what is left, then see end of stream. Idempotent.
     pub fn close(&self) {
-        // SeqCst: ordered against every claiming CAS on `tail` (same word) and the
-        // fences in `try_pop`, so a push either lands before close or fails.
-        self.tail.fetch_or(self.mark_bit, Ordering::SeqCst);
+        // Relaxed: an RMW on `tail`, so coherence orders it with every claiming CAS (a
+        // push claims before the mark and is delivered, or fails); the notifies' fences
+        // wake the waiters.
+        self.tail.fetch_or(self.mark_bit, Ordering::Relaxed);
         self.not_empty.notify();
         self.not_full.notify();
     }
 
     /// Whether [`WorkQueue::close`] has been called.
     pub fn is_closed(&self) -> bool {
-        self.tail.load(Ordering::SeqCst) & self.mark_bit != 0
+        self.tail.load(Ordering::Relaxed) & self.mark_bit != 0
     }
 
     /// Total number of successful pushes so far.
     pub fn pushed(&self) -> usize {
-        self.count(self.tail.load(Ordering::SeqCst) & !self.mark_bit)
+        self.count(self.tail.load(Ordering::Relaxed) & !self.mark_bit)
     }
 
     /// Total number of successful pops so far.
     pub fn popped(&self) -> usize {
-        self.count(self.head.load(Ordering::SeqCst))
+        self.count(self.head.load(Ordering::Relaxed))
     }
 
     /// Items currently in the queue (a snapshot; exact when no operation is running).
     pub fn len(&self) -> usize {
         loop {
-            let tail = self.tail.load(Ordering::SeqCst) & !self.mark_bit;
-            let head = self.head.load(Ordering::SeqCst);
-            if self.tail.load(Ordering::SeqCst) & !self.mark_bit == tail {
+            // Relaxed: a snapshot of two counters; no data is read on its strength.
+            let tail = self.tail.load(Ordering::Relaxed) & !self.mark_bit;
+            let head = self.head.load(Ordering::Relaxed);
+            if self.tail.load(Ordering::Relaxed) & !self.mark_bit == tail {
                 return self.count(tail).saturating_sub(self.count(head));
             }
         }
@@ -345,27 +369,31 @@ impl<T, P: Platform> WorkQueue<T, P> {
     /// Parking condition for `push`: the tail slot is free, or the queue is closed,
     /// or our view was stale. False only while the tail slot holds an unpopped item.
     fn push_may_proceed(&self) -> bool {
-        let tail = self.tail.load(Ordering::SeqCst);
+        // Relaxed (here and below): read after the waiter's SeqCst fence in `Event`, so
+        // the fence-fence rule makes them see every change a notifier made before its
+        // own fence; `try_push` re-reads the stamp with Acquire before writing.
+        let tail = self.tail.load(Ordering::Relaxed);
         if tail & self.mark_bit != 0 {
             return true;
         }
         let stamp = self.slots[tail & (self.mark_bit - 1)]
             .stamp
-            .load(Ordering::Acquire);
+            .load(Ordering::Relaxed);
         stamp.wrapping_add(self.one_lap) != tail + 1
     }
 
     /// Parking condition for `pop`: the head slot is full, or the queue is closed, or
     /// our view was stale. False only while the head slot is unwritten and open.
     fn pop_may_proceed(&self) -> bool {
-        let head = self.head.load(Ordering::SeqCst);
+        // Relaxed: as in `push_may_proceed`; `try_pop` re-reads the stamp with Acquire.
+        let head = self.head.load(Ordering::Relaxed);
         let stamp = self.slots[head & (self.mark_bit - 1)]
             .stamp
-            .load(Ordering::Acquire);
+            .load(Ordering::Relaxed);
         if stamp != head {
             return true;
         }
-        let tail = self.tail.load(Ordering::SeqCst);
+        let tail = self.tail.load(Ordering::Relaxed);
         tail & self.mark_bit != 0 && tail & !self.mark_bit == head
     }
 }

@@ -218,7 +218,9 @@ impl<P: Platform> GradientSegments<P> {
 
     /// Steps whose reduction has completed.
     pub fn completed_steps(&self) -> usize {
-        self.reduced.load(Ordering::Acquire) / self.n_parts()
+        // Relaxed: a step number; the caller's next access to the data is ordered by
+        // `claim`'s Acquire CAS and by `published`, not by this read.
+        self.reduced.load(Ordering::Relaxed) / self.n_parts()
     }
 
     /// Claim slot `slot` for step `step`, waiting while the slot still belongs to an
@@ -227,8 +229,9 @@ impl<P: Platform> GradientSegments<P> {
     pub fn claim(&self, step: usize, slot: usize) -> Result<SlotWriter<'_, P>, SegmentsError> {
         let state = self.slot(slot)?;
         loop {
-            // Acquire: pairs with the Release store of the reducer that freed the slot.
-            let stamp = state.stamp.load(Ordering::Acquire);
+            // Relaxed: this read only chooses between an error, a wait and the CAS
+            // below, whose Acquire is what grants the slot.
+            let stamp = state.stamp.load(Ordering::Relaxed);
             let (current, phase) = (stamp / 3, stamp % 3);
             if current > step {
                 return Err(SegmentsError::SlotPassed {
@@ -241,15 +244,18 @@ impl<P: Platform> GradientSegments<P> {
                 if self.is_aborted() {
                     return Err(SegmentsError::Aborted);
                 }
+                // Relaxed: a wait condition, read after `Event`'s fence; the loop
+                // re-reads the stamp and claims it with the Acquire CAS.
                 self.slots_free.wait_until(|| {
-                    state.stamp.load(Ordering::Acquire) >= 3 * step || self.is_aborted()
+                    state.stamp.load(Ordering::Relaxed) >= 3 * step || self.is_aborted()
                 });
                 continue;
             }
             if phase != 0 {
                 return Err(SegmentsError::SlotTaken { slot, step });
             }
-            // Acquire: as above (the CAS re-reads the stamp the reducer freed).
+            // Acquire: pairs with the Release store of the reducer that freed the slot
+            // (its reads of the slot happen before our writes).
             if state
                 .stamp
                 .compare_exchange(stamp, stamp + 1, Ordering::Acquire, Ordering::Relaxed)

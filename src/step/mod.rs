@@ -20,13 +20,16 @@
 //!
 //! # Protocol for step `g` (counters only grow; `n` parts, `M` slots)
 //! 1. *Feed* (the leader only, after step `g - 1` is complete): push `M` jobs
-//!    `(g, m, payload)` into the work queue, then `fed = g + 1` (Release).
-//! 2. *Compute*: a worker waits for `fed > g` (Acquire: every update of step `g - 1`
-//!    happened before, because the leader acquired `updated` before feeding), then
-//!    pops jobs until the queue is empty or hands it a job of a later step (kept for
-//!    that step). A worker that was late in step `g - 1` may pop a job of `g` before
-//!    `fed` is stored; then the queue's push (Release) / pop (Acquire) pair carries the
-//!    same guarantee, since the leader pushes only after acquiring `updated`. For job `m`: claim slot `m`, run [`StepHooks::compute`] with shared
+//!    `(g, m, payload)` into the work queue, then `fed = g + 1` (Relaxed: a signal to
+//!    start looking, not a carrier of data).
+//! 2. *Compute*: a worker waits for `fed > g`, then pops jobs until the queue is empty
+//!    or hands it a job of a later step (kept for that step). Every update of step
+//!    `g - 1` happened before the job it pops: the queue's push (Release) / pop
+//!    (Acquire) pair carries it, since the leader pushes only after acquiring
+//!    `updated`. This holds as well for a worker that was late in step `g - 1` and pops
+//!    a job of `g` before `fed` is stored. A worker that finds no job goes on to step
+//!    3, whose `published` Acquire orders it after those pops; the leader pops any job
+//!    nobody else took. For job `m`: claim slot `m`, run [`StepHooks::compute`] with shared
 //!    access to every weight part, store the loss, publish the slot.
 //! 3. *Reduce*: wait until every slot of `g` is published; then, starting at its own
 //!    index, claim parts (CAS `claim[p]: g -> g + 1`, exactly once per step), reduce
@@ -264,9 +267,12 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
                 return Err(StepError::Aborted);
             }
         }
-        // Release: pairs with the Acquire in `wait_fed`; carries the pushes and,
-        // transitively, every update of the previous step (acquired in `lead`).
-        self.fed.store(step + 1, Ordering::Release);
+        // Relaxed: `fed` only lets waiting workers start looking. What they read is
+        // ordered by the queue's stamps (each job was pushed after the Acquire of
+        // `updated` in `lead`) or by `published`; a worker that does not yet see a
+        // job goes on to the reduction, and the leader, which pushed them, pops
+        // whatever is left.
+        self.fed.store(step + 1, Ordering::Relaxed);
         self.fed_event.notify();
         Ok(())
     }
@@ -452,8 +458,8 @@ impl<J: Send, P: Platform> StepProtocol<J, P> {
 
     /// Wait for `fed > step`; `false` if the run was stopped first.
     fn wait_fed<E>(&self, step: usize) -> Result<bool, StepError<E>> {
-        // Acquire: pairs with the Release store in `feed`.
-        let fed = || self.fed.load(Ordering::Acquire) > step;
+        // Relaxed: see the store in `feed`; no data is read on the strength of `fed`.
+        let fed = || self.fed.load(Ordering::Relaxed) > step;
         // Relaxed: a flag (see `stop`).
         let stopped = || self.stopped.load(Ordering::Relaxed);
         block_on(&self.fed_event, || fed() || stopped() || self.is_aborted());
