@@ -16,7 +16,11 @@
 #    and metrics (plus the evaluation a stop makes at its step).
 # 4. A 2-rank run with checkpoints: one rank killed with SIGKILL once a checkpoint
 #    exists (once the non-writing rank, once the writing rank 0): mpirun exits non-zero
-#    within 30 s and the last checkpoint loads (`cllm eval`).
+#    within 30 s and the last checkpoint loads (`cllm eval`). Rank 0 failing to write
+#    its checkpoint ends the job naming rank and step. A panic injected into one rank's
+#    step 12 (the `fault-injection` build's CLLM_FAULT_PANIC, once on each rank): the
+#    job ends non-zero within 30 s, the message names rank and step, step 10's
+#    checkpoint loads.
 # 5. Bad launches refused, non-zero, writing no checkpoint: 4 ranks for 3
 #    micro-batches; ranks with different arguments (OpenMPI MPMD, --seed 1 vs --seed 2;
 #    names `arguments`); a binary differing by one trailing byte (names `binary`);
@@ -32,7 +36,8 @@
 # release profile, or with CLLM_MPI_PROFILE=test the test profile that `cargo test`
 # has already built every dependency in (CI's choice: it saves two full dependency
 # builds; the checks compare bits, which do not depend on the optimisation level).
-# Lints the MPI code (`cargo clippy --features mpi`; CI's clippy builds without it).
+# Lints the MPI code (`cargo clippy --features mpi,fault-injection`; CI's clippy builds
+# without them).
 # Every mpirun is bounded by `timeout`. Prints PASS/FAIL per check and a summary;
 # exits non-zero on any failure. Owns only its scratch directory and the processes it
 # starts.
@@ -43,6 +48,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PROFILE=${CLLM_MPI_PROFILE:-release}
+# The MPI build also carries the test-only fault-injection hook (inactive unless
+# CLLM_FAULT_PANIC is set; no dependency): the panic checks below need it.
+MPI_FEATURES=mpi,fault-injection
 case $PROFILE in
   # Without the feature, the test profile's binary is the one `cargo test` builds (a
   # plain `cargo build --profile test` would resolve features without the
@@ -114,18 +122,19 @@ if cargo tree -e normal --prefix none | grep -qE '^mpi(-sys)? '; then
 else
   pass "default build has no mpi dependency (cargo tree -e normal)" 0
 fi
-if ! cargo build --profile "$PROFILE" --quiet --features mpi --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
+if ! cargo build --profile "$PROFILE" --quiet --features "$MPI_FEATURES" --bin cllm --example mpi_collectives >"$WORK/build.log" 2>&1; then
   cat "$WORK/build.log"; failc "build with --features mpi" $(( $(ms) - t0 )); summary; exit 1
 fi
+# Copied at once: a later build in the same target directory re-links these paths.
+cp "$OUT/cllm" "$WORK/cllm"
+cp "$OUT/examples/mpi_collectives" "$WORK/mpi_collectives"
 # CI's own clippy section builds without the feature: lint the MPI code here.
 t1=$(ms)
-if cargo clippy --quiet --features mpi --lib --bins --examples -- -D warnings >"$WORK/clippy.log" 2>&1; then
+if cargo clippy --quiet --features "$MPI_FEATURES" --lib --bins --examples -- -D warnings >"$WORK/clippy.log" 2>&1; then
   pass "cargo clippy --features mpi (lib, bins, examples)" $(( $(ms) - t1 ))
 else
   failc "cargo clippy --features mpi (lib, bins, examples)" $(( $(ms) - t1 )) "$(tail -n 30 "$WORK/clippy.log")"
 fi
-cp "$OUT/cllm" "$WORK/cllm"
-cp "$OUT/examples/mpi_collectives" "$WORK/mpi_collectives"
 echo "mpi.sh: builds ($PROFILE profile) done in $(( $(ms) - t0 )) ms"
 CLLM="$WORK/cllm"
 EX="$WORK/mpi_collectives"
@@ -316,6 +325,31 @@ rank_fails() {
     || { echo "no message naming rank 0, step 10 and the cause"; return 1; }
 }
 check "rank 0's checkpoint write fails at step 10: job ends, rank and step named" rank_fails
+
+# A panic inside `cllm train`'s step on one rank (the build's fault-injection hook:
+# CLLM_FAULT_PANIC=RANK:STEP panics that rank as it begins that step): the panic hook
+# names the rank and step and aborts the process, mpirun ends the job non-zero within
+# 30 s, and the checkpoint written before (step 10, every 5) loads.
+rank_panics() {
+  local k=$1 d="$WORK/panic-$1" rc=0 t0
+  t0=$(ms)
+  CLLM_FAULT_PANIC=$k:12 timeout -k 5 30 "${MPIRUN[@]}" -x CLLM_FAULT_PANIC -np 2 "$CLLM" train \
+    "${MODEL[@]}" --steps 40 --eval-every 1000 --eval-windows 2 --sample-tokens 0 \
+    --checkpoint-every 5 --threads 2 --out "$d" >"$d.log" 2>&1 || rc=$?
+  echo "info: mpirun exited $rc after $(( $(ms) - t0 )) ms; checkpoint $(cat "$d/latest" 2>/dev/null)"
+  [[ $rc != 0 && $rc != 124 && $rc != 137 ]] || { tail -n 20 "$d.log"; echo "exit status $rc (want a failure, not a timeout)"; return 1; }
+  grep -q "injected panic (CLLM_FAULT_PANIC=$k:12)" "$d.log" \
+    || { tail -n 20 "$d.log"; echo "the panic's own message is missing"; return 1; }
+  grep -qE "rank $k of 2: panicked during step 12" "$d.log" \
+    || { tail -n 20 "$d.log"; echo "no message naming rank $k and step 12"; return 1; }
+  echo "info: $(grep -E "rank $k of 2: panicked" "$d.log")"
+  [[ $(cat "$d/latest" 2>/dev/null) == step-00000010 ]] \
+    || { echo "the last checkpoint is not step 10's"; return 1; }
+  "$CLLM" eval --checkpoint "$d" --max-windows 4 >"$d.eval.log" 2>&1 \
+    || { cat "$d.eval.log"; echo "the last checkpoint does not load"; return 1; }
+}
+check "panic in rank 1's step 12: job ends non-zero <30 s, rank and step named, checkpoint loads" rank_panics 1
+check "panic in rank 0's step 12: job ends non-zero <30 s, rank and step named, checkpoint loads" rank_panics 0
 
 # ---- 5. bad launches ------------------------------------------------------------
 # refused NAME PATTERN COUNT MPIRUN-ARGS...: non-zero exit, PATTERN at least COUNT

@@ -42,8 +42,9 @@ if [[ -z "${CLLM_BIN:-}" || -z "${CLLM_MPI_EXAMPLE:-}" ]]; then
   PROFILE=${CLLM_MPI_PROFILE:-release}
   case $PROFILE in release) OUT=$TARGET/release ;; test) OUT=$TARGET/debug ;;
     *) fail "CLLM_MPI_PROFILE must be release or test, not '$PROFILE'" ;; esac
-  timeout 900 cargo build --profile "$PROFILE" --quiet --features mpi --bin cllm --example mpi_collectives \
-    || fail "cargo build --profile $PROFILE --features mpi"
+  # The same features as mpi.sh's build, so that build is reused.
+  timeout 900 cargo build --profile "$PROFILE" --quiet --features mpi,fault-injection --bin cllm \
+    --example mpi_collectives || fail "cargo build --profile $PROFILE --features mpi,fault-injection"
   CLLM_BIN=$OUT/cllm CLLM_MPI_EXAMPLE=$OUT/examples/mpi_collectives
 fi
 cp "$CLLM_BIN" "$WORK/cllm"

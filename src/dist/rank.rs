@@ -224,6 +224,8 @@ impl<T: Transport> RankTrainer<T> {
         self.poisoned = true;
         let step = self.step;
         self.transport.begin_step(step);
+        #[cfg(feature = "fault-injection")]
+        injected_panic(self.rank, step);
         let stats = match self.step_inner(train) {
             Ok(stats) => stats,
             Err(Failure::Shared(e)) => return Err(e),
@@ -720,5 +722,19 @@ impl<T: Transport> Engine for RankTrainer<T> {
             true => msg,
             false => format!("after step {}: {msg}", self.step),
         });
+    }
+}
+
+/// The `fault-injection` feature's hook (a test build only): panics if
+/// `CLLM_FAULT_PANIC` is `RANK:STEP` for this rank and step.
+#[cfg(feature = "fault-injection")]
+fn injected_panic(rank: usize, step: u64) {
+    let Ok(spec) = std::env::var("CLLM_FAULT_PANIC") else {
+        return;
+    };
+    if let Some((r, s)) = spec.split_once(':') {
+        if r.parse() == Ok(rank) && s.parse() == Ok(step) {
+            panic!("injected panic (CLLM_FAULT_PANIC={spec})");
+        }
     }
 }
