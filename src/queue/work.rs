@@ -39,12 +39,12 @@
 //! `head` and none can, whatever else the thread has seen, so `Closed` is never
 //! premature (the one fence left, before that check, is stronger than needed; its
 //! comment says why it stays); the parking conditions are read after the waiter's
-//! `SeqCst` fence in
-//! [`Event`], and each state change they wait for precedes the notifier's fence, so
-//! by the fence-fence rule they see it whatever their own ordering (and after waking,
-//! `try_*` re-reads the stamp with Acquire); the totals and `len` are snapshots that
-//! read no data. `verification/orderings.md` gives each argument; every other
-//! ordering that remains has a seeded bug that weakens it and dies.
+//! `SeqCst` fence in [`Event`], and each state change they wait for precedes the
+//! notifier's fence, so by the fence-fence rule they see it whatever their own
+//! ordering (and after waking, `try_*` re-reads the stamp with Acquire); the totals
+//! and `len` are snapshots that read no data. `verification/orderings.md` gives each
+//! argument; every other ordering that remains has a seeded bug that weakens it and
+//! dies.
 
 use crate::sync::{AtomicWord, CachePadded, Event, Ordering, Platform, Std, SyncCell};
 use core::mem::MaybeUninit;
