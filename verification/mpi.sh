@@ -47,17 +47,14 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PROFILE=${CLLM_MPI_PROFILE:-release}
-# The MPI build also carries the test-only fault-injection hook (inactive unless
-# CLLM_FAULT_PANIC is set; no dependency): the panic checks below need it.
-MPI_FEATURES=mpi,fault-injection
+# shellcheck source=verification/mpi_profile.sh
+. "$ROOT/verification/mpi_profile.sh"
 case $PROFILE in
   # Without the feature, the test profile's binary is the one `cargo test` builds (a
   # plain `cargo build --profile test` would resolve features without the
   # dev-dependencies and rebuild the crate).
-  release) OUT=$TARGET/release; NOMPI_BUILD=(cargo build --release --quiet --bin cllm) ;;
-  test) OUT=$TARGET/debug; NOMPI_BUILD=(cargo test --no-run --quiet) ;;
-  *) echo "mpi.sh: CLLM_MPI_PROFILE must be release or test, not '$PROFILE'" >&2; exit 2 ;;
+  release) NOMPI_BUILD=(cargo build --release --quiet --bin cllm) ;;
+  test) NOMPI_BUILD=(cargo test --no-run --quiet) ;;
 esac
 T0=$(date +%s%N)
 ms() { echo $(( $(date +%s%N) / 1000000 )); }

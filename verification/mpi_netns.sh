@@ -39,12 +39,11 @@ ms() { echo $(( $(date +%s%N) / 1000000 )); }
 T0=$(ms)
 
 if [[ -z "${CLLM_BIN:-}" || -z "${CLLM_MPI_EXAMPLE:-}" ]]; then
-  PROFILE=${CLLM_MPI_PROFILE:-release}
-  case $PROFILE in release) OUT=$TARGET/release ;; test) OUT=$TARGET/debug ;;
-    *) fail "CLLM_MPI_PROFILE must be release or test, not '$PROFILE'" ;; esac
-  # The same features as mpi.sh's build, so that build is reused.
-  timeout 900 cargo build --profile "$PROFILE" --quiet --features mpi,fault-injection --bin cllm \
-    --example mpi_collectives || fail "cargo build --profile $PROFILE --features mpi,fault-injection"
+  # The same profile and features as mpi.sh's build, so that build is reused.
+  # shellcheck source=verification/mpi_profile.sh
+  . "$ROOT/verification/mpi_profile.sh"
+  timeout 900 cargo build --profile "$PROFILE" --quiet --features "$MPI_FEATURES" --bin cllm \
+    --example mpi_collectives || fail "cargo build --profile $PROFILE --features $MPI_FEATURES"
   CLLM_BIN=$OUT/cllm CLLM_MPI_EXAMPLE=$OUT/examples/mpi_collectives
 fi
 cp "$CLLM_BIN" "$WORK/cllm"

@@ -12,8 +12,12 @@
 #      CLLM_MUTANT_TIMEOUT  seconds per check before it counts as a hang (default 600; the first TSan build alone takes minutes)
 #      CLLM_FUZZ_SECONDS    seconds per fuzz check (default 60)
 #      CLLM_MUTANT_TARGET_DIR, CLLM_MUTANT_LSAN_DIR  build directories (default under the scratch
-#                           directory; CI points them at its own, so dependencies are not rebuilt:
-#                           the scratch copy's cllm gets artifacts of its own, its path differs)
+#                           directory; CI points them at the repo's own, so dependencies are not
+#                           rebuilt). Cargo names cllm's artifacts by package, not by path, and
+#                           checks them against source times relative to the package root: a
+#                           later build in the repo would take a mutant's binary as fresh. So
+#                           when these point outside the scratch directory, the campaign touches
+#                           the repo's sources on exit, and the repo's next build rebuilds cllm.
 #      CLLM_MUTANT_BASELINE=skip  do not re-run the checks on the unmutated copy (only after
 #                           the full suite passed on the same committed tree, as in CI)
 set -uo pipefail
@@ -33,6 +37,11 @@ mkdir -p "$SCRATCH"
 LOG=$SCRATCH/logs
 mkdir -p "$LOG"
 export CARGO_TARGET_DIR=${CLLM_MUTANT_TARGET_DIR:-$SCRATCH/target}   # shared by all mutants: only cllm rebuilds
+if [ -n "${CLLM_MUTANT_TARGET_DIR:-}${CLLM_MUTANT_LSAN_DIR:-}" ]; then
+  # Mutants' artifacts land where the repo builds: make the repo's sources newer than them.
+  trap 'find "$ROOT/src" "$ROOT/tests" "$ROOT/benches" "$ROOT/examples" "$ROOT/fuzz" \
+    -name "*.rs" -exec touch {} +' EXIT
+fi
 export CARGO_TERM_COLOR=never
 unset LOOM_MAX_PREEMPTIONS
 

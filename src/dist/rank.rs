@@ -726,15 +726,22 @@ impl<T: Transport> Engine for RankTrainer<T> {
 }
 
 /// The `fault-injection` feature's hook (a test build only): panics if
-/// `CLLM_FAULT_PANIC` is `RANK:STEP` for this rank and step.
+/// `CLLM_FAULT_PANIC` is `RANK:STEP` for this rank and step. A value of any other form
+/// also panics (naming it), so a check that sets it wrongly fails instead of passing
+/// without the fault it meant to inject.
 #[cfg(feature = "fault-injection")]
 fn injected_panic(rank: usize, step: u64) {
     let Ok(spec) = std::env::var("CLLM_FAULT_PANIC") else {
         return;
     };
-    if let Some((r, s)) = spec.split_once(':') {
-        if r.parse() == Ok(rank) && s.parse() == Ok(step) {
-            panic!("injected panic (CLLM_FAULT_PANIC={spec})");
+    let parsed = spec
+        .split_once(':')
+        .and_then(|(r, s)| Some((r.parse::<usize>().ok()?, s.parse::<u64>().ok()?)));
+    match parsed {
+        Some((r, s)) if r == rank && s == step => {
+            panic!("injected panic (CLLM_FAULT_PANIC={spec})")
         }
+        Some(_) => {}
+        None => panic!("CLLM_FAULT_PANIC must be RANK:STEP (two integers), not {spec:?}"),
     }
 }
