@@ -74,13 +74,16 @@ impl Sampler {
         check_len("tokens", tokens.len(), expected)?;
         check_len("targets", targets.len(), expected)?;
         let n_starts = data.len() - seq;
+        // One read of `seq + 1` tokens per window: inputs and targets overlap.
+        let mut window = vec![0; need];
         for (tok, tgt) in tokens
             .chunks_exact_mut(seq)
             .zip(targets.chunks_exact_mut(seq))
         {
             let start = self.rng.below(n_starts);
-            data.read(start, tok);
-            data.read(start + 1, tgt);
+            data.read(start, &mut window);
+            tok.copy_from_slice(&window[..seq]);
+            tgt.copy_from_slice(&window[1..]);
         }
         self.batches += 1;
         Ok(())

@@ -458,11 +458,14 @@ pub fn evaluate(
     // its own size, so every window counts exactly once.
     let mut rest_ctx = None;
     let mut total = 0.0f64;
+    // One read of `seq + 1` tokens per window: inputs and targets overlap.
+    let mut window = vec![0; seq + 1];
     for chunk in starts.chunks(batch) {
         let rows = chunk.len();
         for (b, &start) in chunk.iter().enumerate() {
-            data.read(start, &mut tokens[b * seq..(b + 1) * seq]);
-            data.read(start + 1, &mut targets[b * seq..(b + 1) * seq]);
+            data.read(start, &mut window);
+            tokens[b * seq..(b + 1) * seq].copy_from_slice(&window[..seq]);
+            targets[b * seq..(b + 1) * seq].copy_from_slice(&window[1..]);
         }
         let ctx = if rows == batch {
             &mut *ctx
