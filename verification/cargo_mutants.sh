@@ -53,8 +53,15 @@ case $AREA in
   *) echo "cargo_mutants.sh: unknown area '$AREA' (optim, sync, queue, segments or step)" >&2; exit 2 ;;
 esac
 
+# Round-robin sharding (every file sampled by every shard) needs --shard.
+SHARDING=()
+for a in "$@"; do case $a in --shard|--shard=*) SHARDING=(--sharding round-robin) ;; esac; done
+rc=0
 cargo mutants "${FILES[@]}" -o "$WORK" --timeout-multiplier 4 --minimum-test-timeout 120 \
-  --sharding round-robin "$@" -- "${TESTS[@]}" || true   # exit 2 = some mutants missed
+  "${SHARDING[@]}" "$@" -- "${TESTS[@]}" || rc=$?
+# 2 = some mutants missed, 3 = some timed out: results to count. Anything else (a usage
+# error, a failing baseline) is the campaign failing.
+case $rc in 0|2|3) ;; *) echo "cargo_mutants.sh: cargo mutants failed (exit $rc)" >&2; exit "$rc" ;; esac
 
 OUT=$WORK/mutants.out
 count() { [ -f "$OUT/$1.txt" ] && grep -c . "$OUT/$1.txt" || echo 0; }
