@@ -31,8 +31,10 @@ cd "$WORK/src"
 export CARGO_TERM_COLOR=never
 unset LOOM_MAX_PREEMPTIONS
 
-tests_of() { for t in "$@"; do TESTS+=(--test "$t"); done; }
-TESTS=(--lib)
+# Passed with --cargo-arg, so they limit the build as well as the run: a mutant then
+# rebuilds only these binaries, not every test target.
+tests_of() { for t in "$@"; do TESTS+=("--cargo-arg=--test=$t"); done; }
+TESTS=(--cargo-arg=--lib)
 case $AREA in
   "")
     FILES=(--file 'src/sync/*.rs' --file 'src/queue/*.rs' --file 'src/segments/*.rs'
@@ -42,7 +44,7 @@ case $AREA in
     for t in "$ROOT"/tests/*.rs; do
       case $(basename "$t" .rs) in
         loom_*|shuttle_*|prop_core|prop_segments|prop_threaded|prop_api_mix|train_optim|train_threaded|train_faults|train_errors*|std_wait|std_parks|tsan_stress)
-          TESTS+=(--test "$(basename "$t" .rs)") ;;
+          tests_of "$(basename "$t" .rs)" ;;
       esac
     done ;;
   optim) FILES=(--file src/train/optim.rs); tests_of train_optim prop_threaded train_trainer ;;
@@ -58,7 +60,7 @@ SHARDING=()
 for a in "$@"; do case $a in --shard|--shard=*) SHARDING=(--sharding round-robin) ;; esac; done
 rc=0
 cargo mutants "${FILES[@]}" -o "$WORK" --timeout-multiplier 4 --minimum-test-timeout 120 \
-  "${SHARDING[@]}" "$@" -- "${TESTS[@]}" || rc=$?
+  "${SHARDING[@]}" "${TESTS[@]}" "$@" || rc=$?
 # 2 = some mutants missed, 3 = some timed out: results to count. Anything else (a usage
 # error, a failing baseline) is the campaign failing.
 case $rc in 0|2|3) ;; *) echo "cargo_mutants.sh: cargo mutants failed (exit $rc)" >&2; exit "$rc" ;; esac
