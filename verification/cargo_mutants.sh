@@ -66,18 +66,22 @@ cargo mutants "${FILES[@]}" -o "$WORK" --timeout-multiplier 4 --minimum-test-tim
 case $rc in 0|2|3) ;; *) echo "cargo_mutants.sh: cargo mutants failed (exit $rc)" >&2; exit "$rc" ;; esac
 
 OUT=$WORK/mutants.out
-count() { [ -f "$OUT/$1.txt" ] && grep -c . "$OUT/$1.txt" || echo 0; }
+# grep -c prints 0 itself (and exits 1) on an empty file.
+count() { if [ -f "$OUT/$1.txt" ]; then grep -c . "$OUT/$1.txt" || true; else echo 0; fi; }
 caught=$(count caught); missed=$(count missed); timeout=$(count timeout); unviable=$(count unviable)
 viable=$((caught + missed + timeout))
 echo "cargo-mutants: caught $caught, timeouts $timeout, missed $missed, unviable $unviable"
 if [ "$viable" -gt 0 ]; then
   echo "kill rate: $((caught + timeout)) / $viable = $(echo "scale=1; 100 * ($caught + $timeout) / $viable" | bc)%"
 fi
-unexplained=0
+unexplained=0; equivalent=0
 if [ -f "$OUT/missed.txt" ]; then
   while IFS= read -r m; do
-    if [ -f "$EQUIV" ] && cut -f1 "$EQUIV" | grep -qxF "$m"; then continue; fi
+    if [ -f "$EQUIV" ] && cut -f1 "$EQUIV" | grep -qxF "$m"; then equivalent=$((equivalent + 1)); continue; fi
     echo "missed (not listed as equivalent): $m"; unexplained=$((unexplained + 1))
   done <"$OUT/missed.txt"
 fi
-echo "missed and not explained: $unexplained"
+echo "missed and listed as equivalent: $equivalent; missed and not explained: $unexplained"
+if [ $((viable - equivalent)) -gt 0 ]; then
+  echo "kill rate without the equivalent mutants: $((caught + timeout)) / $((viable - equivalent)) = $(echo "scale=1; 100 * ($caught + $timeout) / ($viable - $equivalent)" | bc)%"
+fi
