@@ -9,6 +9,7 @@
 //! different bytes; streamed pieces equal one-shot generation; bad parameters are
 //! typed errors; `cllm corpus` writes what the library generates, for both kinds.
 
+use approx::assert_abs_diff_eq;
 use cllm::data::{
     default_corpus, default_word_corpus, Corpus, DataError, EntryKind, MarkovSource, WordParams,
     WordSource, BUILT_IN_SOURCE, COMMA, DEFAULT_CORPUS_ALPHA, DEFAULT_CORPUS_BYTES,
@@ -244,7 +245,7 @@ fn stationary_sums_to_one_and_is_stationary() {
     ] {
         let src = WordSource::new(&p).expect("source");
         let pi = src.stationary();
-        assert!((pi.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_abs_diff_eq!(pi.iter().sum::<f64>(), 1.0, epsilon = 1e-12);
         assert!(pi.iter().all(|&x| x > 0.0));
         let next = pi_times_p(&src);
         let l1: f64 = next.iter().zip(pi).map(|(a, b)| (a - b).abs()).sum();
@@ -252,7 +253,7 @@ fn stationary_sums_to_one_and_is_stationary() {
         assert!(src.convergence().1 < 1e-12);
         for a in 0..src.n_entries() {
             let row = src.successors(a).expect("row");
-            assert!((row.iter().map(|r| r.1).sum::<f64>() - 1.0).abs() < 1e-12);
+            assert_abs_diff_eq!(row.iter().map(|r| r.1).sum::<f64>(), 1.0, epsilon = 1e-12);
             assert!(row.iter().all(|&(_, p)| p > 0.0));
         }
     }
@@ -385,9 +386,9 @@ fn floor_recomputed_from_the_rows_matches() {
             bytes += w * p * pair as f64;
         }
     }
-    assert!((h - src.entry_entropy_rate()).abs() < 1e-12);
-    assert!((bytes - src.mean_entry_bytes()).abs() < 1e-12);
-    assert!((h / bytes - src.entropy_rate()).abs() < 1e-12);
+    assert_abs_diff_eq!(h, src.entry_entropy_rate(), epsilon = 1e-12);
+    assert_abs_diff_eq!(bytes, src.mean_entry_bytes(), epsilon = 1e-12);
+    assert_abs_diff_eq!(h / bytes, src.entropy_rate(), epsilon = 1e-12);
     // Meaningful: well above zero and below the letter source's.
     let letters = MarkovSource::new(
         DEFAULT_CORPUS_SEED,

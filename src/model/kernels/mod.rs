@@ -267,7 +267,7 @@ mod tests {
         let y: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
         let s64: f64 = x.iter().map(|&v| v as f64).sum();
         let d64: f64 = x.iter().zip(&y).map(|(&a, &b)| a as f64 * b as f64).sum();
-        assert!((sum(&x) as f64 - s64).abs() < 1e-5);
-        assert!((dot(&x, &y) as f64 - d64).abs() < 1e-5);
+        approx::assert_abs_diff_eq!(sum(&x) as f64, s64, epsilon = 1e-5);
+        approx::assert_abs_diff_eq!(dot(&x, &y) as f64, d64, epsilon = 1e-5);
     }
 }
