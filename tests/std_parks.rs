@@ -8,6 +8,11 @@
 //! enters it. Each check starts the waiter, waits (bounded: 30 s, then it fails) until
 //! the count shows the waiter parked, and only then lets it finish; a waiter that never
 //! parks is released by closing the queue, and the check fails.
+//!
+//! On the same seam it checks two things results do not show either: `close` marks the
+//! queue closed and ends a parked popper (`is_closed`, `None`, a refused push), and a
+//! notify with no thread waiting does not signal the wait cell (the `Event` module's
+//! fast path: a waiter that has returned no longer counts as waiting).
 //! Must never touch: the queues' internals (public API only).
 
 use cllm::queue::WorkQueue;
@@ -18,6 +23,8 @@ use std::time::{Duration, Instant};
 /// Threads that have entered a [`CountingCell`] (every check in this binary runs in
 /// the one test below, so the count is not shared with another test).
 static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// Calls of [`CountingCell::notify_all`].
+static NOTIFIED: AtomicUsize = AtomicUsize::new(0);
 
 /// `Std`'s wait cell, counting entries.
 struct CountingCell(<Std as Platform>::WaitCell);
@@ -31,6 +38,7 @@ impl WaitCell for CountingCell {
         self.0.wait_until(ready)
     }
     fn notify_all(&self) {
+        NOTIFIED.fetch_add(1, Ordering::SeqCst);
         self.0.notify_all()
     }
 }
@@ -76,6 +84,12 @@ fn parked_since(before: usize) -> bool {
 }
 
 #[test]
+fn waiting_closing_and_notifying_on_std() {
+    a_waiting_pop_or_push_parks_after_its_spin_bound();
+    close_marks_the_queue_and_ends_a_parked_popper();
+    a_notify_with_nobody_waiting_does_not_signal();
+}
+
 fn a_waiting_pop_or_push_parks_after_its_spin_bound() {
     // pop on an empty queue.
     let q = WorkQueue::<u32, Counting>::with_capacity(2);
@@ -117,5 +131,60 @@ fn a_waiting_pop_or_push_parks_after_its_spin_bound() {
     assert!(
         parked,
         "a pusher on a full queue never parked in 30 s: it spins"
+    );
+}
+
+fn close_marks_the_queue_and_ends_a_parked_popper() {
+    let q = WorkQueue::<u32, Counting>::with_capacity(2);
+    let before = PARKED.load(Ordering::SeqCst);
+    let (closed, popped) = std::thread::scope(|s| {
+        let popper = s.spawn(|| q.pop());
+        assert!(
+            parked_since(before),
+            "a popper on an empty queue never parked"
+        );
+        q.close();
+        let closed = q.is_closed();
+        if !closed {
+            // Release the popper that close did not end, so the scope can end.
+            q.push(9).expect("an unmarked queue takes the item");
+        }
+        (closed, popper.join().expect("popper"))
+    });
+    assert!(closed, "close did not mark the queue closed");
+    assert_eq!(
+        popped, None,
+        "a parked popper gets end of stream after close"
+    );
+    assert!(
+        matches!(q.push(1), Err(cllm::queue::Closed(1))),
+        "a closed queue refuses a push"
+    );
+    assert_eq!(q.pop(), None);
+}
+
+fn a_notify_with_nobody_waiting_does_not_signal() {
+    let q = WorkQueue::<u32, Counting>::with_capacity(2);
+    let before = PARKED.load(Ordering::SeqCst);
+    std::thread::scope(|s| {
+        let popper = s.spawn(|| q.pop());
+        assert!(
+            parked_since(before),
+            "a popper on an empty queue never parked"
+        );
+        q.push(3).expect("open");
+        assert_eq!(popper.join().expect("popper"), Some(3));
+    });
+    // The popper has returned (joined): nobody waits on either side now, so pushes and
+    // pops must not enter the wait cell's notify.
+    let notified = NOTIFIED.load(Ordering::SeqCst);
+    for i in 0..4 {
+        q.push(i).expect("open");
+        assert_eq!(q.pop(), Some(i));
+    }
+    assert_eq!(
+        NOTIFIED.load(Ordering::SeqCst),
+        notified,
+        "a notify with no waiter signalled the wait cell (a returned waiter still counts)"
     );
 }

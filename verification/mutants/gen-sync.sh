@@ -16,3 +16,10 @@ gen step-decide-error-not-aborting src/step/mod.rs 's/let decision = self\.decid
 # results, a burnt core; only a test that watches the wait cell sees it.
 gen wq-pop-never-parks src/queue/work.rs 's/(pub fn pop\(&self\) -> Option<T> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
 gen wq-push-never-parks src/queue/work.rs 's/(pub fn push\(&self, mut value: T\) -> Result<\(\), Closed<T>> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
+# Event::wait_until never deregisters its waiter (cargo-mutants' `fetch_sub` -> `0` in
+# Std's atomic word): every later notify signals the wait cell although nobody waits.
+# Same results, a lock and a signal per notify; only a test that counts signals sees it.
+gen sync-event-waiter-never-leaves src/sync/event.rs 's/(self\.cell\.wait_until\(&mut ready\);\n)\s*self\.waiters\.fetch_sub\(1, Ordering::Relaxed\);\n/$1/'
+# WorkQueue::close wakes the waiters but never sets the closed mark (cargo-mutants'
+# `fetch_or` -> `0` in Std's atomic word): a parked popper sleeps on, pushes still land.
+gen wq-close-marks-nothing src/queue/work.rs 's/\n\s*self\.tail\.fetch_or\(self\.mark_bit, Ordering::Relaxed\);\n/\n/'
