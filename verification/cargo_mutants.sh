@@ -71,9 +71,10 @@ count() { if [ -f "$OUT/$1.txt" ]; then grep -c . "$OUT/$1.txt" || true; else ec
 caught=$(count caught); missed=$(count missed); timeout=$(count timeout); unviable=$(count unviable)
 viable=$((caught + missed + timeout))
 echo "cargo-mutants: caught $caught, timeouts $timeout, missed $missed, unviable $unviable"
-if [ "$viable" -gt 0 ]; then
-  echo "kill rate: $((caught + timeout)) / $viable = $(echo "scale=1; 100 * ($caught + $timeout) / $viable" | bc)%"
-fi
+# killed / out of, as "k / n = p%" (nothing when n is 0).
+rate() { [ "$2" -gt 0 ] && echo "$1 / $2 = $(echo "scale=1; 100 * $1 / $2" | bc)%" || true; }
+killed=$((caught + timeout))
+echo "kill rate: $(rate "$killed" "$viable")"
 unexplained=0; equivalent=0
 if [ -f "$OUT/missed.txt" ]; then
   while IFS= read -r m; do
@@ -82,6 +83,4 @@ if [ -f "$OUT/missed.txt" ]; then
   done <"$OUT/missed.txt"
 fi
 echo "missed and listed as equivalent: $equivalent; missed and not explained: $unexplained"
-if [ $((viable - equivalent)) -gt 0 ]; then
-  echo "kill rate without the equivalent mutants: $((caught + timeout)) / $((viable - equivalent)) = $(echo "scale=1; 100 * ($caught + $timeout) / ($viable - $equivalent)" | bc)%"
-fi
+echo "kill rate without the equivalent mutants: $(rate "$killed" $((viable - equivalent)))"
