@@ -12,11 +12,15 @@
 //! On the same seam it checks two things results do not show either: `close` marks the
 //! queue closed and ends a parked popper (`is_closed`, `None`, a refused push), and a
 //! notify with no thread waiting does not signal the wait cell (the `Event` module's
-//! fast path: a waiter that has returned no longer counts as waiting).
+//! fast path: a waiter that has returned no longer counts as waiting). And on plain
+//! `Std` (production's flag type), a helper's panic in a `Team` task reaches the leader
+//! for that task only: the next task runs clean.
 //! Must never touch: the queues' internals (public API only).
 
 use cllm::queue::WorkQueue;
+use cllm::step::Team;
 use cllm::sync::{Ordering, Platform, Std, WaitCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
@@ -186,5 +190,29 @@ fn a_notify_with_nobody_waiting_does_not_signal() {
         NOTIFIED.load(Ordering::SeqCst),
         notified,
         "a notify with no waiter signalled the wait cell (a returned waiter still counts)"
+    );
+}
+
+#[test]
+fn a_helpers_panic_reaches_the_leader_once_on_std() {
+    let team: Team<Std> = Team::new(2);
+    let (first, second) = std::thread::scope(|s| {
+        s.spawn(|| team.help(1));
+        let first = catch_unwind(AssertUnwindSafe(|| {
+            team.run(&|part| {
+                if part == 1 {
+                    panic!("the helper's part panics (expected by this test)");
+                }
+            })
+        }));
+        let second = catch_unwind(AssertUnwindSafe(|| team.run(&|_| {})));
+        // Stop before asserting, so a failed check does not leave the helper waiting.
+        team.stop();
+        (first, second)
+    });
+    assert!(first.is_err(), "a helper's panic did not reach the leader");
+    assert!(
+        second.is_ok(),
+        "a clean task after a helper's panic panicked: the flag was not cleared"
     );
 }

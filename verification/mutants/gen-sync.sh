@@ -23,3 +23,9 @@ gen sync-event-waiter-never-leaves src/sync/event.rs 's/(self\.cell\.wait_until\
 # WorkQueue::close wakes the waiters but never sets the closed mark (cargo-mutants'
 # `fetch_or` -> `0` in Std's atomic word): a parked popper sleeps on, pushes still land.
 gen wq-close-marks-nothing src/queue/work.rs 's/\n\s*self\.tail\.fetch_or\(self\.mark_bit, Ordering::Relaxed\);\n/\n/'
+# Std's AtomicFlag::swap (cargo-mutants' `swap -> true` and `-> false`): the Team's
+# helper-panic flag is never cleared (every later task re-raises an old panic), or the
+# swap reports the value just stored (a helper's panic is never re-raised). Loom and
+# shuttle run their own flags; only a test on production's Std sees these.
+gen sync-std-swap-never-clears src/sync/std_impl.rs 's/atomic::AtomicBool::swap\(self, v, order\)/atomic::AtomicBool::load(self, order)/'
+gen sync-std-swap-returns-new src/sync/std_impl.rs 's/atomic::AtomicBool::swap\(self, v, order\)/{ atomic::AtomicBool::swap(self, v, order); v }/'
