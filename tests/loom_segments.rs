@@ -6,7 +6,8 @@
 //! still reducing step 0: the slot buffers are loom-tracked cells, so if the protocol
 //! let a slot be rewritten while a reduction may still read it, loom reports a
 //! causality violation. A lost wake-up is a loom deadlock report. Every step's output
-//! must equal, bitwise, the documented tree sum computed here with plain f32 adds.
+//! must equal, bitwise, the documented tree sum computed here with plain f32 adds; and
+//! an `abort` must end a waiting reducer and a waiting writer with `Aborted`.
 //! Must never touch: `tests/common` (used, not changed) or any other protocol's tests.
 
 mod common;
@@ -187,5 +188,40 @@ fn two_workers_two_steps_dynamic_assignment() {
             .collect();
         check_outputs(&seg, len, &parts);
         assert_eq!(next_slot[1].load(SeqCst), N_SLOTS + 2);
+    });
+}
+
+/// A participant that fails calls `abort`: a reducer waiting for a slot nobody will
+/// publish and a writer waiting for a slot of the next step both return `Aborted`
+/// (a lost wake-up is a loom deadlock report), and every later wait fails at once.
+#[test]
+fn abort_ends_a_waiting_reducer_and_a_waiting_writer() {
+    loom_model(|| {
+        let len = 4;
+        let seg = Arc::new(GradientSegments::<Loom>::new(N_SLOTS, len, N_PARTS).unwrap());
+        // Slot 0 of step 0 is published and never reduced; slot 1 never is.
+        fill(&seg, 0, 0);
+        let reducer = {
+            let seg = seg.clone();
+            thread::spawn(move || {
+                let mut out = vec![0.0; seg.part_range(1).len()];
+                seg.reduce_part(0, 1, &mut out)
+            })
+        };
+        let writer = {
+            let seg = seg.clone();
+            thread::spawn(move || seg.claim(1, 0).map(|w| w.step()))
+        };
+        seg.abort();
+        assert!(matches!(
+            reducer.join().unwrap(),
+            Err(SegmentsError::Aborted)
+        ));
+        assert!(matches!(
+            writer.join().unwrap(),
+            Err(SegmentsError::Aborted)
+        ));
+        assert!(seg.is_aborted());
+        assert!(matches!(seg.wait_published(0), Err(SegmentsError::Aborted)));
     });
 }
