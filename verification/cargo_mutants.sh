@@ -14,6 +14,8 @@
 #               mutant these miss may still die in another binary (the rate is a floor).
 #   --iterate   re-test only the mutants the previous run in the same output dir missed
 # env: CLLM_CM_DIR  work directory (default target/cargo-mutants under the repo)
+#      CLLM_CM_TIMEOUT_MULTIPLIER  test timeout over the baseline's test time (default 4;
+#      2 suits an otherwise idle machine: a hanging mutant costs less; never under 120 s)
 # Prints the outcome counts and the kill rate: caught (incl. timeouts) / viable, where
 # viable = caught + missed + timeouts (unviable mutants do not build and prove nothing),
 # and lists every missed mutant that is not in the equivalents file.
@@ -59,7 +61,7 @@ esac
 SHARDING=()
 for a in "$@"; do case $a in --shard|--shard=*) SHARDING=(--sharding round-robin) ;; esac; done
 rc=0
-cargo mutants "${FILES[@]}" -o "$WORK" --timeout-multiplier 4 --minimum-test-timeout 120 \
+cargo mutants "${FILES[@]}" -o "$WORK" --timeout-multiplier "${CLLM_CM_TIMEOUT_MULTIPLIER:-4}" --minimum-test-timeout 120 \
   "${SHARDING[@]}" "${TESTS[@]}" "$@" || rc=$?
 # 2 = some mutants missed, 3 = some timed out: results to count. Anything else (a usage
 # error, a failing baseline) is the campaign failing.
