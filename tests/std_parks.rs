@@ -1,7 +1,8 @@
 //! Proves that the queues' waiting operations stop spinning: a `WorkQueue::pop` on an
 //! empty queue and a `WorkQueue::push` on a full one spin at most their platform's
 //! `SPIN_LIMIT` times and then park (enter the wait cell), so a waiting thread gives
-//! its core back to the workers. The model checkers cannot see this (a popper that
+//! its core back to the workers. The same holds for the pre-fetch queue: a producer on
+//! a full ring and a consumer on an empty one park after their spin bound. The model checkers cannot see this (a popper that
 //! spins forever returns the same values), and neither can a test of results.
 //!
 //! The platform is production's `Std` with a wait cell that counts how often a thread
@@ -17,7 +18,7 @@
 //! for that task only: the next task runs clean.
 //! Must never touch: the queues' internals (public API only).
 
-use cllm::queue::WorkQueue;
+use cllm::queue::{PrefetchQueue, WorkQueue};
 use cllm::step::Team;
 use cllm::sync::{Ordering, Platform, Std, WaitCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -92,6 +93,7 @@ fn waiting_closing_and_notifying_on_std() {
     a_waiting_pop_or_push_parks_after_its_spin_bound();
     close_marks_the_queue_and_ends_a_parked_popper();
     a_notify_with_nobody_waiting_does_not_signal();
+    the_prefetch_producer_and_consumer_park_after_their_spin_bound();
 }
 
 fn a_waiting_pop_or_push_parks_after_its_spin_bound() {
@@ -215,4 +217,49 @@ fn a_helpers_panic_reaches_the_leader_once_on_std() {
         second.is_ok(),
         "a clean task after a helper's panic panicked: the flag was not cleared"
     );
+}
+
+fn the_prefetch_producer_and_consumer_park_after_their_spin_bound() {
+    // A producer on a full ring (capacity 1, two items, nobody receiving yet).
+    let before = PARKED.load(Ordering::SeqCst);
+    let mut q = PrefetchQueue::<u32, (), Counting>::spawn(1, |p| {
+        for i in 0..2 {
+            if p.send(i).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    })
+    .expect("spawn the producer");
+    let parked = parked_since(before);
+    // Drain either way, so a producer that never parked still ends.
+    let mut got = Vec::new();
+    while let Some(item) = q.recv().expect("the producer fails nothing") {
+        got.push(item);
+    }
+    assert!(parked, "a producer on a full pre-fetch ring never parked");
+    assert_eq!(got, [0, 1]);
+
+    // A consumer on an empty ring: the producer sends only once the watcher has seen
+    // the consumer park (or has given up).
+    let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
+    let mut q = PrefetchQueue::<u32, (), Counting>::spawn(1, move |p| {
+        if wait_for_go.recv().is_ok() {
+            let _ = p.send(7);
+        }
+        Ok(())
+    })
+    .expect("spawn the producer");
+    let before = PARKED.load(Ordering::SeqCst);
+    let (parked, got) = std::thread::scope(|s| {
+        let watcher = s.spawn(move || {
+            let parked = parked_since(before);
+            let _ = go.send(());
+            parked
+        });
+        let got = q.recv();
+        (watcher.join().expect("watcher"), got)
+    });
+    assert!(parked, "a consumer on an empty pre-fetch ring never parked");
+    assert_eq!(got.expect("the producer fails nothing"), Some(7));
 }

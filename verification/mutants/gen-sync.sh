@@ -29,3 +29,9 @@ gen wq-close-marks-nothing src/queue/work.rs 's/\n\s*self\.tail\.fetch_or\(self\
 # shuttle run their own flags; only a test on production's Std sees these.
 gen sync-std-swap-never-clears src/sync/std_impl.rs 's/atomic::AtomicBool::swap\(self, v, order\)/atomic::AtomicBool::load(self, order)/'
 gen sync-std-swap-returns-new src/sync/std_impl.rs 's/atomic::AtomicBool::swap\(self, v, order\)/{ atomic::AtomicBool::swap(self, v, order); v }/'
+# The pre-fetch queue's waits never count their spins (cargo-mutants' `spins += 1` ->
+# `spins *= 1` in Producer::send and PrefetchQueue::recv): the producer on a full ring,
+# or the consumer on an empty one, spins forever instead of parking. Same items in the
+# same order, a burnt core; only a test that watches the wait cell sees it.
+gen pf-producer-never-parks src/queue/prefetch.rs 's/(pub fn send\(&mut self, value: T\) -> Result<\(\), Stopped<T>> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
+gen pf-consumer-never-parks src/queue/prefetch.rs 's/(pub fn recv\(&mut self\) -> Result<Option<T>, PrefetchError<E>> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
