@@ -181,8 +181,13 @@ proptest! {
 }
 
 #[test]
-fn work_queue_capacity_zero_is_refused() {
+fn work_queue_capacity_zero_or_huge_is_refused() {
     assert!(WorkQueue::<u8>::try_with_capacity(0).is_none());
+    // Capacities no allocator can hold are refused, not a panic: the position bound
+    // itself, one past it, and a slot array whose size overflows.
+    for huge in [usize::MAX / 4, usize::MAX / 4 + 1, usize::MAX / 16] {
+        assert!(WorkQueue::<u8>::try_with_capacity(huge).is_none(), "{huge}");
+    }
     let q: WorkQueue<u8> = WorkQueue::with_capacity(1);
     assert_eq!(q.try_push(1), Ok(()));
     assert_eq!(q.try_push(2), Err(PushError::Full(2)));

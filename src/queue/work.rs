@@ -133,23 +133,25 @@ impl<T, P: Platform> WorkQueue<T, P> {
         }
     }
 
-    /// A queue holding at most `capacity` items, or `None` if `capacity` is 0 or huge.
+    /// A queue holding at most `capacity` items, or `None` if `capacity` is 0, too
+    /// large for the positions (more than `usize::MAX / 4`), or more slots than the
+    /// allocator can give (the slot array's size overflows or is refused).
     pub fn try_with_capacity(capacity: usize) -> Option<Self> {
         if capacity == 0 || capacity > usize::MAX / 4 {
             return None;
         }
         let mark_bit = (capacity + 1).next_power_of_two();
         let one_lap = mark_bit * 2;
-        let slots = (0..capacity)
-            .map(|i| Slot {
-                stamp: P::AtomicUsize::new(i),
-                value: P::Cell::new(MaybeUninit::uninit()),
-            })
-            .collect();
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).ok()?;
+        slots.extend((0..capacity).map(|i| Slot {
+            stamp: P::AtomicUsize::new(i),
+            value: P::Cell::new(MaybeUninit::uninit()),
+        }));
         Some(WorkQueue {
             head: CachePadded(P::AtomicUsize::new(0)),
             tail: CachePadded(P::AtomicUsize::new(0)),
-            slots,
+            slots: slots.into_boxed_slice(),
             mark_bit,
             one_lap,
             not_empty: Event::new(),

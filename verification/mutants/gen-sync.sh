@@ -35,3 +35,6 @@ gen sync-std-swap-returns-new src/sync/std_impl.rs 's/atomic::AtomicBool::swap\(
 # same order, a burnt core; only a test that watches the wait cell sees it.
 gen pf-producer-never-parks src/queue/prefetch.rs 's/(pub fn send\(&mut self, value: T\) -> Result<\(\), Stopped<T>> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
 gen pf-consumer-never-parks src/queue/prefetch.rs 's/(pub fn recv\(&mut self\) -> Result<Option<T>, PrefetchError<E>> \{(?:(?!\n    \}).)*?)spins \+= 1;/${1}spins *= 1;/s'
+# WorkQueue::try_with_capacity reserves its slots with a panicking reserve: a capacity
+# whose slot array overflows the allocator panics instead of returning None.
+gen wq-huge-capacity-panics src/queue/work.rs 's/slots\.try_reserve_exact\(capacity\)\.ok\(\)\?;/slots.reserve_exact(capacity);/'
