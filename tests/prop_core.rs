@@ -157,26 +157,37 @@ proptest! {
         prop_assert_eq!((q.pushed(), q.popped()), (producers * items, producers * items));
     }
 
-    /// Items left in a dropped queue are dropped exactly once.
+    /// Every item is dropped exactly once, each by whoever holds it last: popped items
+    /// by the popper, refused ones by the pusher, and those left in a dropped queue by
+    /// the queue, wherever head and tail stand (rounds of pushes and pops move them
+    /// round the ring and across laps before the drop).
     #[test]
-    fn work_queue_drops_leftovers_once(capacity in 1usize..=8, push in 0usize..=8, pop in 0usize..=8) {
-        let drops = Arc::new(AtomicUsize::new(0));
-        struct Counted(Arc<AtomicUsize>);
+    fn work_queue_drops_every_item_once(
+        capacity in 1usize..=8,
+        rounds in proptest::collection::vec((0usize..=8, 0usize..=8), 1..=4),
+    ) {
+        struct Counted(usize, Arc<Vec<AtomicUsize>>);
         impl Drop for Counted {
             fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::Relaxed);
+                self.1[self.0].fetch_add(1, Ordering::Relaxed);
             }
         }
+        let total: usize = rounds.iter().map(|r| r.0).sum();
+        let drops: Arc<Vec<AtomicUsize>> = Arc::new((0..total).map(|_| AtomicUsize::new(0)).collect());
         let q: WorkQueue<Counted> = WorkQueue::with_capacity(capacity);
-        let mut accepted = 0;
-        for _ in 0..push {
-            accepted += usize::from(q.try_push(Counted(drops.clone())).is_ok());
-        }
-        for _ in 0..pop {
-            drop(q.try_pop());
+        let mut id = 0;
+        for &(push, pop) in &rounds {
+            for _ in 0..push {
+                drop(q.try_push(Counted(id, drops.clone())));
+                id += 1;
+            }
+            for _ in 0..pop {
+                drop(q.try_pop());
+            }
         }
         drop(q);
-        prop_assert_eq!(drops.load(Ordering::Relaxed), push.max(accepted));
+        let counts: Vec<usize> = drops.iter().map(|d| d.load(Ordering::Relaxed)).collect();
+        prop_assert_eq!(counts, vec![1; total]);
     }
 }
 

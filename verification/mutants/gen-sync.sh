@@ -38,3 +38,8 @@ gen pf-consumer-never-parks src/queue/prefetch.rs 's/(pub fn recv\(&mut self\) -
 # WorkQueue::try_with_capacity reserves its slots with a panicking reserve: a capacity
 # whose slot array overflows the allocator panics instead of returning None.
 gen wq-huge-capacity-panics src/queue/work.rs 's/slots\.try_reserve_exact\(capacity\)\.ok\(\)\?;/slots.reserve_exact(capacity);/'
+# WorkQueue's Drop finds a leftover's slot by position modulo the capacity (positions
+# count laps in their upper bits, so after the first lap this is the wrong slot: one
+# item dropped twice, another leaked). cargo-mutants' `mark_bit - 1` -> `mark_bit / 1`
+# in Drop survived a test that never dropped a queue past its first lap.
+gen wq-drop-slot-by-position src/queue/work.rs 's/let slot = &self\.slots\[head & \(self\.mark_bit - 1\)\];/let slot = &self.slots[head % self.slots.len()];/'
