@@ -1,8 +1,8 @@
 //! Proves that the queues' waiting operations stop spinning: a `WorkQueue::pop` on an
 //! empty queue and a `WorkQueue::push` on a full one spin at most their platform's
 //! `SPIN_LIMIT` times and then park (enter the wait cell), so a waiting thread gives
-//! its core back to the workers. The same holds for the pre-fetch queue: a producer on
-//! a full ring and a consumer on an empty one park after their spin bound. The model checkers cannot see this (a popper that
+//! its core back to the workers; likewise the pre-fetch queue's producer on a full ring
+//! and consumer on an empty one. The model checkers cannot see this (a popper that
 //! spins forever returns the same values), and neither can a test of results.
 //!
 //! The platform is production's `Std` with a wait cell that counts how often a thread
