@@ -58,7 +58,8 @@ proptest! {
     #![proptest_config(forked(256))]
 
     /// Every operation, in any order, agrees with a bounded `VecDeque` plus a closed
-    /// flag; blocking operations are only issued when they cannot block.
+    /// flag (and the capacity asked for); blocking operations are only issued when they
+    /// cannot block.
     #[test]
     fn work_queue_matches_vecdeque(capacity in 1usize..=9, ops in proptest::collection::vec(op(), 0..400)) {
         let q: WorkQueue<u16> = WorkQueue::with_capacity(capacity);
@@ -111,7 +112,13 @@ proptest! {
             prop_assert_eq!(q.is_empty(), model.is_empty());
             prop_assert_eq!(q.is_closed(), closed);
             prop_assert_eq!((q.pushed(), q.popped()), (pushed, popped));
+            prop_assert_eq!(q.capacity(), capacity);
         }
+        // The Debug form reports the model's figures (what a user sees in a log).
+        prop_assert_eq!(
+            format!("{q:?}"),
+            format!("WorkQueue {{ capacity: {capacity}, pushed: {pushed}, popped: {popped}, closed: {closed} }}")
+        );
     }
 
     /// Real threads: random producers, consumers, capacity and item counts; the popped
@@ -283,6 +290,36 @@ fn prefetch_reports_panics_and_zero_capacity() {
         PrefetchQueue::<u8, ()>::spawn(0, |_| Ok(())),
         Err(PrefetchError::ZeroCapacity)
     ));
+}
+
+/// `Producer::is_stopped` is false while the consumer lives (it is blocked in `recv`
+/// when the producer asks) and true once the consumer is dropped (after a refused
+/// `send`; dropping the queue joins the producer, so the answer is recorded by then).
+#[test]
+fn prefetch_is_stopped_follows_the_consumer() {
+    let _w = bound("prop_core::prefetch_is_stopped_follows_the_consumer");
+    let after = Arc::new(AtomicUsize::new(0));
+    let a = after.clone();
+    let mut q = PrefetchQueue::<bool, ()>::spawn(1, move |tx| {
+        let before = tx.is_stopped();
+        if tx.send(before).is_ok() {
+            while tx.send(false).is_ok() {}
+        }
+        a.store(1 + usize::from(tx.is_stopped()), Ordering::Relaxed);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        q.recv().unwrap(),
+        Some(false),
+        "is_stopped before the consumer left"
+    );
+    drop(q);
+    assert_eq!(
+        after.load(Ordering::Relaxed),
+        2,
+        "is_stopped after a refused send"
+    );
 }
 
 // ---- Reduction -------------------------------------------------------------------------

@@ -43,3 +43,13 @@ gen wq-huge-capacity-panics src/queue/work.rs 's/slots\.try_reserve_exact\(capac
 # item dropped twice, another leaked). cargo-mutants' `mark_bit - 1` -> `mark_bit / 1`
 # in Drop survived a test that never dropped a queue past its first lap.
 gen wq-drop-slot-by-position src/queue/work.rs 's/let slot = &self\.slots\[head & \(self\.mark_bit - 1\)\];/let slot = &self.slots[head % self.slots.len()];/'
+# Producer::is_stopped reads the flag inverted: the producer is told the consumer left
+# while it still waits (cargo-mutants' `is_stopped -> true` survived: the only check ran
+# after the consumer was gone).
+gen pf-is-stopped-inverted src/queue/prefetch.rs 's/(pub fn is_stopped\(&self\) -> bool \{\n(?:\s*\/\/[^\n]*\n)*\s*)self\.shared\.stop\.load\(Ordering::Relaxed\)/${1}!self.shared.stop.load(Ordering::Relaxed)/'
+# WorkQueue::capacity reports the rounded-up position bound instead of the slots asked
+# for (cargo-mutants' `capacity -> 0` survived: nothing compared it with the request).
+gen wq-capacity-is-mark-bit src/queue/work.rs 's/(pub fn capacity\(&self\) -> usize \{\n\s*)self\.slots\.len\(\)/${1}self.mark_bit/'
+# WorkQueue's Debug form leaves out the closed flag (cargo-mutants' `fmt -> Ok(())`
+# survived: no test read the Debug form).
+gen wq-debug-omits-closed src/queue/work.rs 's/\n\s*\.field\("closed", &self\.is_closed\(\)\)//'
