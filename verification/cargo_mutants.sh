@@ -45,7 +45,7 @@ case $AREA in
     # and the threaded trainer (every test binary that drives a protocol module).
     for t in "$ROOT"/tests/*.rs; do
       case $(basename "$t" .rs) in
-        loom_*|shuttle_*|prop_core|prop_segments|prop_threaded|prop_api_mix|train_optim|train_threaded|train_faults|train_errors*|std_wait|std_parks|tsan_stress)
+        loom_*|shuttle_*|prop_core|prop_segments|prop_threaded|prop_api_mix|train_optim|train_threaded|train_faults|train_errors*|std_wait|std_parks|step_drop|tsan_stress)
           tests_of "$(basename "$t" .rs)" ;;
       esac
     done ;;
@@ -53,7 +53,7 @@ case $AREA in
   sync) FILES=(--file 'src/sync/*.rs'); tests_of std_wait std_parks loom_spin shuttle_spin loom_orderings ;;
   queue) FILES=(--file 'src/queue/*.rs'); tests_of loom_core loom_prefetch shuttle_core shuttle_prefetch prop_core std_parks ;;
   segments) FILES=(--file 'src/segments/*.rs'); tests_of loom_segments shuttle_segments prop_segments prop_core ;;
-  step) FILES=(--file 'src/step/*.rs'); tests_of loom_step loom_step_faults shuttle_step train_threaded train_faults prop_threaded ;;
+  step) FILES=(--file 'src/step/*.rs'); tests_of loom_step loom_step_faults shuttle_step train_threaded train_faults prop_threaded step_drop ;;
   *) echo "cargo_mutants.sh: unknown area '$AREA' (optim, sync, queue, segments or step)" >&2; exit 2 ;;
 esac
 
