@@ -292,9 +292,10 @@ fn prefetch_reports_panics_and_zero_capacity() {
     ));
 }
 
-/// `Producer::is_stopped` is false while the consumer lives (it is blocked in `recv`
-/// when the producer asks) and true once the consumer is dropped (after a refused
-/// `send`; dropping the queue joins the producer, so the answer is recorded by then).
+/// `Producer::is_stopped` is false while the consumer lives (it cannot leave before
+/// it has received the first item, which carries the answer) and true once the
+/// consumer is dropped (after a refused `send`; dropping the queue joins the producer,
+/// so the answer is recorded by then).
 #[test]
 fn prefetch_is_stopped_follows_the_consumer() {
     let _w = bound("prop_core::prefetch_is_stopped_follows_the_consumer");
